@@ -1,0 +1,127 @@
+"""Evaluate retrievers on retrieval datasets: `python evaluate.py --help`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, help="Score retrievers on BEIR and Korean retrieval sets.")
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    ctx: typer.Context,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Registered retriever (repeatable).")
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option("--dataset", "-d", help="Registered dataset or BEIR directory (repeatable)."),
+    ] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="ranx metric (repeatable).")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Documents retrieved per query.")] = 1000,
+    output: Annotated[
+        Path | None, typer.Option(help="Report directory (default reports/eval-<time>).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout.")] = False,
+    strict: Annotated[bool, typer.Option(help="Unknown ids in qrels are errors.")] = False,
+    cache: Annotated[bool, typer.Option(help="Reuse analyzed corpora and indexes.")] = True,
+    stat_test: Annotated[str, typer.Option(help="Significance test: student or fisher.")] = "student",
+    max_p: Annotated[float, typer.Option(help="p-value threshold.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the randomisation test.")] = 42,
+) -> None:
+    """Without a sub-command: evaluate (default: the default retrievers on the embedded tasks)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+    import time
+    from datetime import datetime
+
+    from rich.markup import escape
+
+    from harness.console import console
+    from harness.datasets import dataset_registry, resolve_dataset
+    from harness.errors import HarnessError
+    from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
+    from harness.io import atomic_dir
+    from harness.reports import console_table, flat_results, results_document, write_report
+    from harness.retrievers import get_retriever, retriever_registry
+    from harness.runner import EvalConfig, evaluate_all
+
+    started = time.perf_counter()
+    try:
+        if stat_test not in STAT_TESTS:
+            raise HarnessError(f"unknown significance test {stat_test!r}; valid: {', '.join(STAT_TESTS)}")
+        config = EvalConfig(
+            metrics=tuple(validate_metrics(metric or DEFAULT_METRICS)),
+            top_k=top_k,
+            use_cache=cache,
+            strict=strict,
+            stat_test=stat_test,
+            max_p=max_p,
+            seed=seed,
+        )
+        registry = dataset_registry()
+        datasets = (
+            [resolve_dataset(d, registry) for d in dataset]
+            if dataset
+            else [s for s in registry.values() if s.default]
+        )
+        retrievers = (
+            [get_retriever(m) for m in model]
+            if model
+            else [s for s in retriever_registry().values() if s.default]
+        )
+        out = output or Path("reports") / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
+        with atomic_dir(out) as tmp:
+            rows, warnings = evaluate_all(datasets, retrievers, config, tmp)
+            doc = results_document(rows, config, warnings, time.perf_counter() - started)
+            write_report(tmp, doc, rows, config)
+    except HarnessError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(console_table(rows, config))
+    console.print(f"report: {out}")
+    if json_out:
+        print(json.dumps(flat_results(rows), ensure_ascii=False, indent=1))
+
+
+@app.command("list")
+def list_all() -> None:
+    """List the registered retrievers and datasets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.datasets import dataset_registry
+    from harness.retrievers import retriever_registry
+
+    out = Console()
+    table = Table(title="Retrievers")
+    for col in ("name", "family", "languages", "default", "description"):
+        table.add_column(col)
+    for spec in retriever_registry().values():
+        table.add_row(
+            spec.name, spec.family, ",".join(spec.languages), "yes" if spec.default else "", spec.description
+        )
+    out.print(table)
+    table = Table(title="Datasets")
+    for col in ("name", "source", "languages", "splits", "documents", "queries", "default"):
+        table.add_column(col)
+    for spec in dataset_registry().values():
+        counts = spec.counts
+        table.add_row(
+            spec.name,
+            spec.source.type,
+            ",".join(spec.languages),
+            ",".join(spec.splits),
+            f"{counts.corpus:,}" if counts else "?",
+            ", ".join(f"{k} {v:,}" for k, v in counts.queries.items()) if counts else "?",
+            "yes" if spec.default else "",
+        )
+    out.print(table)
+
+
+if __name__ == "__main__":
+    app()

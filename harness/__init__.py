@@ -1,0 +1,1 @@
+"""Evaluation harness of the Korean-English SPLADE-doc workbench."""

@@ -1,0 +1,98 @@
+"""Turn a Hugging Face dataset's files (jsonl, tsv, parquet) into a BEIR directory.
+
+A YAML `source: {type: hf}` names the files of the corpus, the queries and each split's qrels
+inside the repository, and optionally the source's column names (`fields`) where they are not
+BEIR's (`_id`, `title`, `text`; qrels `query-id`, `corpus-id`, `score`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.io import read_jsonl, read_tsv
+
+__all__ = ["convert_hf_files", "read_records"]
+
+FIELD_DEFAULTS = {
+    "corpus_id": "_id",
+    "corpus_title": "title",
+    "corpus_text": "text",
+    "query_id": "_id",
+    "query_text": "text",
+    "qrels_query_id": "query-id",
+    "qrels_corpus_id": "corpus-id",
+    "qrels_score": "score",
+}
+
+
+def read_records(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a .jsonl[.gz] or .parquet file as dicts; of a .tsv as dicts keyed by `columns`."""
+    name = path.name
+    if name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        for _, obj in read_jsonl(path):
+            yield obj
+    elif name.endswith(".parquet"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise HarnessError(f"{path}: install pyarrow to read parquet files") from None
+        for batch in pq.ParquetFile(path).iter_batches():
+            yield from batch.to_pylist()
+    elif name.endswith((".tsv", ".tsv.gz")):
+        if columns is None:
+            raise HarnessError(f"{path}: tsv needs column names")
+        for line, values in read_tsv(path):
+            if len(values) < len(columns):
+                raise HarnessError(f"{path}:{line}: expected {len(columns)} columns")
+            yield dict(zip(columns, values, strict=False))
+    else:
+        raise HarnessError(f"{path}: unsupported file type (use .jsonl, .jsonl.gz, .tsv or .parquet)")
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def convert_hf_files(
+    files: dict[str, Any], fields: dict[str, str], fetch: Callable[[str], Path], out: Path
+) -> None:
+    """Fetch each named file and write corpus.jsonl, queries.jsonl and qrels/<split>.tsv to `out`."""
+    unknown = set(fields) - set(FIELD_DEFAULTS)
+    if unknown:
+        raise HarnessError(f"source.fields: unknown keys {sorted(unknown)}; valid: {sorted(FIELD_DEFAULTS)}")
+    for key in ("corpus", "queries", "qrels"):
+        if key not in files:
+            raise HarnessError(f"source.files: missing key {key!r}")
+    f = FIELD_DEFAULTS | fields
+    (out / "qrels").mkdir(parents=True)
+    with (out / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for name in _as_list(files["corpus"]):
+            for row in read_records(fetch(name), [f["corpus_id"], f["corpus_text"]]):
+                doc = {
+                    "_id": str(row[f["corpus_id"]]),
+                    "title": row.get(f["corpus_title"]) or "",
+                    "text": row.get(f["corpus_text"]) or "",
+                }
+                handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
+    with (out / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for name in _as_list(files["queries"]):
+            for row in read_records(fetch(name), [f["query_id"], f["query_text"]]):
+                query = {"_id": str(row[f["query_id"]]), "text": row.get(f["query_text"]) or ""}
+                handle.write(json.dumps(query, ensure_ascii=False) + "\n")
+    for split, name in dict(files["qrels"]).items():
+        path = fetch(name)
+        with (out / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as handle:
+            handle.write("query-id\tcorpus-id\tscore\n")
+            if path.name.endswith((".tsv", ".tsv.gz", ".txt")):
+                from harness.datasets import read_qrels
+
+                for _, qid, doc_id, rel in read_qrels(path):
+                    handle.write(f"{qid}\t{doc_id}\t{rel}\n")
+                continue
+            for row in read_records(path):
+                qid, doc_id = row[f["qrels_query_id"]], row[f["qrels_corpus_id"]]
+                handle.write(f"{qid}\t{doc_id}\t{int(row[f['qrels_score']])}\n")

@@ -1,0 +1,77 @@
+"""The retriever interface every family implements, and the on-disk index cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ranx import Run
+
+from harness.datasets import Dataset, cache_dir
+
+__all__ = ["Retriever", "RetrieverSpec", "build_run"]
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    """What a registered retriever is: enough to build it and to describe it in reports."""
+
+    name: str
+    family: str
+    factory: Callable[..., Retriever]
+    description: str
+    languages: tuple[str, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    default: bool = False  # part of the default `python evaluate.py` run
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of family and parameters; indexes are cached under it."""
+        blob = json.dumps({"family": self.family, "params": dict(self.params)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "description": self.description,
+            "languages": list(self.languages),
+            "params": dict(self.params),
+        }
+
+    def build(self) -> Retriever:
+        return self.factory(spec=self, **self.params)
+
+
+class Retriever(ABC):
+    """Index a corpus once, then search queries for their top k documents."""
+
+    def __init__(self, spec: RetrieverSpec) -> None:
+        self.spec = spec
+
+    def cache_path(self, dataset: Dataset) -> Path:
+        """Where this retriever's index of `dataset` is kept: retriever + dataset checksum."""
+        return cache_dir() / "indexes" / f"{self.spec.family}-{self.spec.fingerprint}" / dataset.checksum[:24]
+
+    @abstractmethod
+    def index(self, dataset: Dataset, use_cache: bool = True) -> None:
+        """Build (or load from the cache) the index of `dataset.corpus`."""
+
+    @abstractmethod
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
+        """Top-k documents of each query as a ranx Run; queries that match nothing are absent."""
+
+    def stats(self) -> dict[str, float]:
+        """Efficiency figures of the current index (sizes, active dimensions, ...)."""
+        return {}
+
+
+def build_run(results: Mapping[str, Mapping[str, float]], name: str) -> Run:
+    """A ranx Run from {qid: {docid: score}}, leaving out queries with no documents."""
+    kept = {qid: dict(docs) for qid, docs in results.items() if docs}
+    return Run(kept, name=name) if kept else Run(name=name)

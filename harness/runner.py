@@ -1,0 +1,120 @@
+"""Evaluate retrievers on datasets: index, search, score, test significance, keep run files."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.console import console
+from harness.datasets import DatasetSpec, load_dataset
+from harness.evaluation import DEFAULT_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
+from harness.retrievers.base import RetrieverSpec
+
+__all__ = ["EvalConfig", "Row", "evaluate_all"]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    top_k: int = 1000
+    use_cache: bool = True
+    strict: bool = False
+    stat_test: str = "student"
+    max_p: float = 0.05
+    seed: int = 42
+
+
+@dataclass
+class Row:
+    """One retriever on one split of one dataset."""
+
+    dataset: str
+    split: str
+    dataset_checksum: str
+    retriever: str
+    spec: dict[str, Any]
+    n_queries: int
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    timing: dict[str, float]
+    stats: dict[str, float]
+    run_file: str
+    # metric -> {"baseline", "p_value", "significant", "delta"}; empty for the baseline itself
+    significance: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_all(
+    datasets: list[DatasetSpec], retrievers: list[RetrieverSpec], config: EvalConfig, out_dir: Path
+) -> tuple[list[Row], list[str]]:
+    """Every retriever on every dataset; run files go to `out_dir/runs`. Returns rows and warnings.
+
+    The first retriever is the baseline of the significance tests on each dataset.
+    """
+    validate_metrics(config.metrics)
+    rows: list[Row] = []
+    warnings: list[str] = []
+    for dspec in datasets:
+        console.log(f"[bold]{dspec.name}[/]: loading")
+        data = load_dataset(dspec, strict=config.strict)
+        for warning in data.warnings:
+            console.log(f"[yellow]warning[/] {warning}")
+        warnings.extend(data.warnings)
+        for rspec in retrievers:
+            retriever = rspec.build()
+            started = time.perf_counter()
+            retriever.index(data, use_cache=config.use_cache)
+            index_s = time.perf_counter() - started
+            for split in dspec.splits:
+                queries = data.split_queries(split)
+                started = time.perf_counter()
+                run = retriever.search(queries, config.top_k)
+                search_s = time.perf_counter() - started
+                result = evaluate_run(data.qrels[split], run, config.metrics)
+                run_file = f"runs/{dspec.name}.{split}.{rspec.name}.trec.gz"
+                write_trec_run(run, out_dir / run_file, tag=rspec.name)
+                rows.append(
+                    Row(
+                        dataset=dspec.name,
+                        split=split,
+                        dataset_checksum=data.checksum,
+                        retriever=rspec.name,
+                        spec=rspec.describe(),
+                        n_queries=len(queries),
+                        metrics=result.mean,
+                        per_query=result.per_query,
+                        timing={
+                            "index_s": index_s,
+                            "search_s": search_s,
+                            "queries_per_s": len(queries) / search_s if search_s > 0 else float("inf"),
+                        },
+                        stats=retriever.stats(),
+                        run_file=run_file,
+                    )
+                )
+                summary = ", ".join(f"{m} {v:.4f}" for m, v in result.mean.items())
+                console.log(f"{dspec.name}/{split} {rspec.name}: {summary}")
+    _add_significance(rows, config)
+    return rows, warnings
+
+
+def _add_significance(rows: list[Row], config: EvalConfig) -> None:
+    """Compare each row with the first retriever's row on the same dataset split."""
+    baselines: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        base = baselines.setdefault((row.dataset, row.split), row)
+        if base is row:
+            continue
+        for metric in config.metrics:
+            p = paired_test(row.per_query[metric], base.per_query[metric], config.stat_test, config.seed)
+            row.significance[metric] = {
+                "baseline": base.retriever,
+                "test": config.stat_test,
+                "p_value": p,
+                "significant": p < config.max_p,
+                "delta": row.metrics[metric] - base.metrics[metric],
+            }

@@ -1,0 +1,127 @@
+"""Metrics (hand-computed and against trec_eval), tie-breaking, significance, TREC run files."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytrec_eval
+from ranx import Qrels, Run, compare
+
+from harness.errors import HarnessError
+from harness.evaluation import evaluate_run, paired_test, validate_metrics, write_trec_run
+
+
+def test_hand_computed_metrics() -> None:
+    qrels = {"q1": {"a": 1, "c": 2}, "q2": {"x": 1}}
+    run = Run({"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"y": 1.0}})
+    result = evaluate_run(qrels, run, ["ndcg@10", "mrr@10", "recall@2", "map@1000"])
+    idcg = 2 / math.log2(2) + 1 / math.log2(3)
+    dcg = 1 / math.log2(2) + 2 / math.log2(4)
+    assert result.per_query["ndcg@10"] == pytest.approx({"q1": dcg / idcg, "q2": 0.0})
+    assert result.per_query["mrr@10"] == {"q1": 1.0, "q2": 0.0}
+    assert result.per_query["recall@2"] == {"q1": 0.5, "q2": 0.0}
+    assert result.per_query["map@1000"] == pytest.approx({"q1": (1 + 2 / 3) / 2, "q2": 0.0})
+    assert result.mean["mrr@10"] == 0.5
+
+
+def test_ties_broken_by_docid_and_missing_queries_score_zero() -> None:
+    qrels = {"q1": {"b": 1}, "q2": {"z": 1}}
+    run = Run({"q1": {"c": 1.0, "b": 1.0, "a": 1.0}})
+    result = evaluate_run(qrels, run, ["mrr@10"])
+    assert result.per_query["mrr@10"] == {"q1": 0.5, "q2": 0.0}  # order a, b, c
+
+
+def test_inputs_are_not_modified() -> None:
+    qrels = {"q1": {"a": 1}, "q2": {"b": 1}}
+    run = Run({"q1": {"a": 0.5, "z": 0.25}, "q3": {"a": 1.0}})
+    before_qrels, before_run = copy.deepcopy(qrels), run.to_dict()
+    evaluate_run(qrels, run, ["ndcg@10"])
+    assert qrels == before_qrels
+    assert run.to_dict() == before_run
+    assert dict(run.scores) == {}
+
+
+def test_unknown_metric_lists_valid_names() -> None:
+    with pytest.raises(HarnessError, match="unknown metric 'ndgc@10'; valid: hits, .*ndcg"):
+        validate_metrics(["ndgc@10"])
+    with pytest.raises(HarnessError, match="unknown metric 'ndcg@0'"):
+        validate_metrics(["ndcg@0"])
+
+
+def _random_case(seed: int) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    qrels, run = {}, {}
+    for q in range(40):
+        docs = [f"d{i}" for i in rng.choice(3000, size=1200, replace=False)]
+        # distinct scores: trec_eval breaks ties by docid descending, the harness ascending
+        scores = rng.permutation(len(docs)).astype(float) / 7 + 0.5
+        run[f"q{q}"] = dict(zip(docs, scores.tolist(), strict=True))
+        judged = rng.choice(3000, size=int(rng.integers(1, 30)), replace=False)
+        qrels[f"q{q}"] = {f"d{i}": int(rng.integers(0, 3)) for i in judged}
+        qrels[f"q{q}"][f"d{judged[0]}"] = 1 + int(rng.integers(0, 2))  # at least one relevant
+        if q % 5 == 0:
+            qrels[f"q{q}"][docs[0]] = 2  # a relevant document near the top
+    return qrels, run
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_parity_with_trec_eval(seed: int) -> None:
+    qrels, run = _random_case(seed)
+    ours = evaluate_run(qrels, Run(run), ["ndcg@10", "mrr@10", "recall@100", "recall@1000", "map@1000"])
+    # trec_eval's measures, with the run cut to the depth each measure uses
+    top = {q: dict(sorted(d.items(), key=lambda x: -x[1])[:1000]) for q, d in run.items()}
+    top10 = {q: dict(sorted(d.items(), key=lambda x: -x[1])[:10]) for q, d in run.items()}
+    full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100,1000", "map"}).evaluate(top)
+    rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    for q in qrels:
+        assert ours.per_query["ndcg@10"][q] == pytest.approx(full[q]["ndcg_cut_10"], abs=1e-6)
+        assert ours.per_query["recall@100"][q] == pytest.approx(full[q]["recall_100"], abs=1e-6)
+        assert ours.per_query["recall@1000"][q] == pytest.approx(full[q]["recall_1000"], abs=1e-6)
+        assert ours.per_query["map@1000"][q] == pytest.approx(full[q]["map"], abs=1e-6)
+        assert ours.per_query["mrr@10"][q] == pytest.approx(rr[q]["recip_rank"], abs=1e-6)
+
+
+def test_student_test_matches_ranx_compare() -> None:
+    qrels, run = _random_case(3)
+    rng = np.random.default_rng(9)
+    noisy = {q: {d: s + rng.normal(0, 60) for d, s in docs.items()} for q, docs in run.items()}
+    a = evaluate_run(qrels, Run(run), ["ndcg@10"]).per_query["ndcg@10"]
+    b = evaluate_run(qrels, Run(noisy), ["ndcg@10"]).per_query["ndcg@10"]
+    report = compare(
+        Qrels(qrels), [Run(run, name="a"), Run(noisy, name="b")], ["ndcg@10"], stat_test="student", max_p=0.05
+    )
+    p_ranx = report.to_dict()["a"]["comparisons"]["b"]["ndcg@10"]
+    assert paired_test(a, b, "student") == pytest.approx(p_ranx, rel=1e-9)
+
+
+def test_fisher_randomisation_is_seeded_and_sensible() -> None:
+    a = {f"q{i}": 0.5 + 0.01 * i for i in range(30)}
+    same = dict(a)
+    better = {q: v + 0.2 for q, v in a.items()}
+    assert paired_test(a, same, "fisher") == 1.0
+    assert paired_test(better, a, "fisher") < 0.001
+    mixed = {q: v + (0.05 if i % 2 else -0.04) for i, (q, v) in enumerate(a.items())}
+    assert paired_test(mixed, a, "fisher", seed=1) == paired_test(mixed, a, "fisher", seed=1)
+    assert 0.3 < paired_test(mixed, a, "fisher") <= 1.0
+    with pytest.raises(HarnessError, match="unknown significance test 'wilcox'"):
+        paired_test(a, better, "wilcox")
+
+
+def test_trec_run_file(tmp_path: Path) -> None:
+    run = Run({"q2": {"b": 1.0, "a": 1.0, "c": 2.5}, "q1": {"x": 0.125}})
+    n = write_trec_run(run, tmp_path / "r.trec.gz", tag="bm25-ko")
+    assert n == 4
+    assert gzip.decompress((tmp_path / "r.trec.gz").read_bytes()).decode() == (
+        "q1 Q0 x 1 0.125000 bm25-ko\n"
+        "q2 Q0 c 1 2.500000 bm25-ko\n"
+        "q2 Q0 a 2 1.000000 bm25-ko\n"
+        "q2 Q0 b 3 1.000000 bm25-ko\n"
+    )
+    with pytest.raises(HarnessError, match="without spaces"):
+        write_trec_run(run, tmp_path / "bad.trec", tag="two words")
+    assert not (tmp_path / "bad.trec").exists()
