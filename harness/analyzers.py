@@ -2,8 +2,9 @@
 
 - `plain`: lower-cased Unicode word characters (`\\w+`). Korean eojeol stay whole, particles and
   endings attached ("이미지를"), which is what a whitespace analyzer gives Korean.
-- `kiwi`: Kiwi morphemes (kiwipiepy) with the part-of-speech classes that Lucene's Nori analyzer
-  drops by default removed (particles, endings, affixes, punctuation); Latin words lower-cased.
+- `kiwi`: Kiwi morphemes (kiwipiepy) for Hangul, without the part-of-speech classes that
+  Lucene's Nori analyzer drops by default (particles, endings, affixes, punctuation); other
+  scripts as in `plain`.
 """
 
 from __future__ import annotations
@@ -50,13 +51,20 @@ class PlainAnalyzer:
 
 # Nori's default stop tags mapped to Kiwi's tag set (Sejong-based): endings E*, particles J*,
 # interjection IC, determiners MM, conjunctive adverbs MAJ, prefixes/suffixes XP*/XS*, symbols
-# and punctuation S* except foreign words (SL), numbers (SN) and Chinese characters (SH),
-# unknown words UN, and web tokens W_* that Kiwi tags but Nori has no class for are kept.
-KIWI_STOP_PREFIXES = ("E", "J", "IC", "MM", "MAJ", "XP", "XS", "SF", "SP", "SS", "SE", "SO", "SW", "UN")
+# and punctuation S*, unknown UN.
+KIWI_STOP_PREFIXES = ("E", "J", "IC", "MM", "MAJ", "XP", "XS", "S", "UN")
+HANGUL = "\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f"  # syllables, jamo, compatibility jamo
+_HAS_HANGUL = re.compile(f"[{HANGUL}]")
+_NON_HANGUL_WORD = re.compile(f"[^\\W{HANGUL}]+")  # word characters, Hangul excluded
 
 
 class KiwiAnalyzer:
-    """Kiwi morphemes for Hangul, lower-cased words for Latin script; batch mode with workers."""
+    """Kiwi morphemes for Hangul, lower-cased `\\w+` words for every other script.
+
+    Kiwi analyses the whole text (it needs the context), but only its morphemes that contain
+    Hangul are kept: on Latin text it is no better than a word regex and sometimes worse
+    (it splits "image." at a sentence end into "im" + "age."). Texts without Hangul skip Kiwi.
+    """
 
     def __init__(self, num_workers: int = -1) -> None:
         self.num_workers = num_workers  # -1: one per core; 0 or 1: a plain per-text loop
@@ -65,7 +73,7 @@ class KiwiAnalyzer:
     def key(self) -> str:
         import kiwipiepy
 
-        return f"kiwi-{kiwipiepy.__version__}-v1"
+        return f"kiwi-{kiwipiepy.__version__}-v2"
 
     @cached_property
     def _kiwi(self):
@@ -73,20 +81,25 @@ class KiwiAnalyzer:
 
         return Kiwi(num_workers=self.num_workers)
 
-    @staticmethod
-    def _keep(tag: str) -> bool:
-        return not tag.startswith(KIWI_STOP_PREFIXES)
-
     def analyze(self, texts: Sequence[str], progress: str | None = None) -> list[list[str]]:
+        korean = [i for i, text in enumerate(texts) if _HAS_HANGUL.search(text)]
         if self._kiwi.num_workers <= 1:  # Kiwi's batch mode needs worker threads
-            results = (self._kiwi.tokenize(text) for text in texts)
+            analysed = (self._kiwi.tokenize(texts[i]) for i in korean)
         else:  # batch mode: a generator over the texts, results in input order
-            results = self._kiwi.tokenize(iter(texts))
-        tokens = [
-            [tok.form.lower() for tok in sent if self._keep(tok.tag)]
-            for sent in _tracked(results, len(texts), progress)
+            analysed = self._kiwi.tokenize(texts[i] for i in korean)
+        morphemes = dict(zip(korean, _tracked(analysed, len(korean), progress), strict=True))
+        return [self._merge(text, morphemes.get(i, ())) for i, text in enumerate(texts)]
+
+    @staticmethod
+    def _merge(text: str, morphemes) -> list[str]:
+        """Hangul morphemes and other words, in text order."""
+        positioned = [
+            (tok.start, tok.form)
+            for tok in morphemes
+            if _HAS_HANGUL.search(tok.form) and not tok.tag.startswith(KIWI_STOP_PREFIXES)
         ]
-        return tokens
+        positioned += [(m.start(), m.group().lower()) for m in _NON_HANGUL_WORD.finditer(text)]
+        return [form for _, form in sorted(positioned)]
 
 
 class TokenizedCorpus:

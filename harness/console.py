@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -10,6 +11,8 @@ from rich.console import Console
 __all__ = ["console", "track"]
 
 console = Console(stderr=True)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 160  # logs and CI: wide enough for a full results table
 T = TypeVar("T")
 
 

@@ -415,7 +415,9 @@ def load_dataset(spec: DatasetSpec, strict: bool = False) -> Dataset:
     path = _materialise(spec)
     if not path.is_dir():
         raise HarnessError(f"dataset {spec.name!r}: {path} not found ({spec.source.type} source)")
-    data = load_beir(path, spec.splits, strict=strict, name=spec.name)
+    counted = list(spec.counts.queries) if spec.counts else []
+    splits = list(dict.fromkeys([*spec.splits, *counted]))  # evaluation splits, then the others counted
+    data = load_beir(path, splits, strict=strict, name=spec.name)
     _check_counts(spec, data)
     return data
 

@@ -1,22 +1,24 @@
 """Metrics with ranx, significance tests, and TREC run files.
 
 Ties are broken by (-score, docid) everywhere: in the run files and in the metrics (ranx is
-given a copy of the run whose scores are ranks), so a result never depends on sort stability.
+given ranks, not scores), so a result never depends on sort stability.
 Queries judged but absent from the run count as retrieving nothing (trec_eval's `-c`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ranx import Qrels, Run, evaluate
+from numba.typed import List as TypedList
+from ranx import metrics as rm
 
 from harness.errors import HarnessError
 from harness.io import atomic_write
+from harness.ranking import Ranking
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -24,16 +26,27 @@ __all__ = [
     "EvalResult",
     "evaluate_run",
     "paired_test",
-    "ranked_lists",
     "validate_metrics",
     "write_trec_run",
 ]
 
 DEFAULT_METRICS = ("ndcg@10", "mrr@10", "recall@100", "recall@1000", "map@1000")
-RANX_METRICS = (
-    "hits", "hit_rate", "precision", "recall", "f1", "r-precision", "mrr", "map",
-    "ndcg", "ndcg_burges", "dcg", "dcg_burges", "bpref",
-)  # fmt: skip
+# metric name (ranx spelling) -> ranx's metric function (qrels, run, k, rel_lvl) -> per-query array
+RANX_METRICS: dict[str, Callable[..., np.ndarray]] = {
+    "hits": rm.hits,
+    "hit_rate": rm.hit_rate,
+    "precision": rm.precision,
+    "recall": rm.recall,
+    "f1": rm.f1,
+    "r-precision": rm.r_precision,
+    "mrr": rm.reciprocal_rank,
+    "map": rm.average_precision,
+    "ndcg": rm.ndcg,
+    "ndcg_burges": rm.ndcg_burges,
+    "dcg": rm.dcg,
+    "dcg_burges": rm.dcg_burges,
+    "bpref": rm.bpref,
+}
 STAT_TESTS = ("student", "fisher")
 _METRIC = re.compile(r"^(?P<name>[a-z_-]+)(@(?P<k>[1-9][0-9]*))?$")
 
@@ -53,13 +66,6 @@ def validate_metrics(names: Sequence[str]) -> list[str]:
     return checked
 
 
-def ranked_lists(run: Run) -> dict[str, list[tuple[str, float]]]:
-    """Each query's documents ordered by (-score, docid)."""
-    return {
-        qid: sorted(docs.items(), key=lambda item: (-item[1], item[0])) for qid, docs in run.to_dict().items()
-    }
-
-
 @dataclass(frozen=True)
 class EvalResult:
     """Mean and per-query values of each metric over the judged queries."""
@@ -68,21 +74,43 @@ class EvalResult:
     per_query: dict[str, dict[str, float]]  # metric -> qid -> value
 
 
-def evaluate_run(qrels: Mapping[str, Mapping[str, int]], run: Run, metrics: Sequence[str]) -> EvalResult:
-    """Score `run` against `qrels`; neither argument is modified."""
+def evaluate_run(
+    qrels: Mapping[str, Mapping[str, int]], ranking: Ranking, metrics: Sequence[str]
+) -> EvalResult:
+    """Score `ranking` against `qrels` with ranx's metric kernels; neither argument is modified.
+
+    ranx is given its internal form directly, one (n, 2) array per query: for the run, document
+    numbers with scores n, n-1, ..., 1 in the ranking's (-score, docid) order; for the qrels,
+    document numbers with relevance, most relevant first. Documents are numbered exactly (ranx
+    would hash the ids).
+    """
     metrics = validate_metrics(metrics)
     if not qrels:
         raise HarnessError("no judged queries to evaluate")
-    ranked = {
-        qid: {doc_id: float(len(docs) - rank) for rank, (doc_id, _) in enumerate(docs)}
-        for qid, docs in ranked_lists(run).items()
-        if qid in qrels
+    number = {doc_id: i for i, doc_id in enumerate(ranking.doc_ids)}
+    unknown: dict[str, int] = {}  # judged documents the ranking never saw get negative numbers
+    qids = list(qrels)
+    run_arrays, qrels_arrays = TypedList(), TypedList()
+    for qid in qids:
+        indices, _ = ranking.hits(qid)
+        n = len(indices)
+        run_arrays.append(
+            np.column_stack((indices.astype(np.float64), np.arange(n, 0, -1, dtype=np.float64)))
+        )
+        judged = sorted(qrels[qid].items(), key=lambda item: -item[1])
+        rows = [
+            (number.get(doc_id, unknown.setdefault(doc_id, -1 - len(unknown))), rel) for doc_id, rel in judged
+        ]
+        qrels_arrays.append(np.array(rows, dtype=np.float64).reshape(-1, 2))
+    scores = {}
+    for metric in metrics:
+        match = _METRIC.match(metric)
+        assert match is not None  # validated above
+        scores[metric] = RANX_METRICS[match["name"]](qrels_arrays, run_arrays, int(match["k"] or 0))
+    per_query = {
+        m: dict(zip(qids, np.asarray(scores[m], dtype=float).tolist(), strict=True)) for m in metrics
     }
-    ranx_run = Run(ranked) if ranked else Run()
-    ranx_qrels = Qrels({qid: dict(docs) for qid, docs in qrels.items()})
-    evaluate(ranx_qrels, ranx_run, list(metrics), make_comparable=True, threads=1)
-    per_query = {m: {qid: float(v) for qid, v in ranx_run.scores[m].items()} for m in metrics}
-    mean = {m: float(np.mean(list(values.values()))) for m, values in per_query.items()}
+    mean = {m: float(np.mean(np.asarray(scores[m], dtype=float))) for m in metrics}
     return EvalResult(mean=mean, per_query=per_query)
 
 
@@ -116,14 +144,14 @@ def paired_test(
     return float((np.sum(permuted >= observed - 1e-12) + 1) / (n_permutations + 1))
 
 
-def write_trec_run(run: Run, path: Path, tag: str) -> int:
+def write_trec_run(ranking: Ranking, path: Path, tag: str) -> int:
     """Write a TREC run file (gzip when the name ends in .gz); returns the number of lines."""
     if not tag or any(c.isspace() for c in tag):
         raise HarnessError(f"run tag {tag!r} must be non-empty without spaces")
     lines = 0
     with atomic_write(path) as handle:
-        for qid, docs in sorted(ranked_lists(run).items()):
-            for rank, (doc_id, score) in enumerate(docs, start=1):
+        for qid, doc_ids, scores in ranking.items():
+            for rank, (doc_id, score) in enumerate(zip(doc_ids, scores.tolist(), strict=True), start=1):
                 handle.write(f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
-                lines += 1
+            lines += len(doc_ids)
     return lines

@@ -152,3 +152,11 @@ def test_registry_refuses_duplicates() -> None:
     with pytest.raises(ValueError, match="'bm25-ko' is already registered"):
         register(RetrieverSpec(name="bm25-ko", family="bm25", factory=BM25Retriever, description="x"))
     assert spec.fingerprint != retriever_registry()["bm25-plain"].fingerprint
+
+
+def test_index_cache_is_keyed_by_analyzer_version(tiny_beir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_beir(tiny_beir)
+    first = get_retriever("bm25-ko").build()
+    before = first.cache_path(data)
+    monkeypatch.setattr(KiwiAnalyzer, "key", "kiwi-other-version")
+    assert get_retriever("bm25-ko").build().cache_path(data) != before

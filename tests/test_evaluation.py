@@ -14,11 +14,12 @@ from ranx import Qrels, Run, compare
 
 from harness.errors import HarnessError
 from harness.evaluation import evaluate_run, paired_test, validate_metrics, write_trec_run
+from harness.ranking import Ranking
 
 
 def test_hand_computed_metrics() -> None:
     qrels = {"q1": {"a": 1, "c": 2}, "q2": {"x": 1}}
-    run = Run({"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"y": 1.0}})
+    run = Ranking.from_dict({"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"y": 1.0}})
     result = evaluate_run(qrels, run, ["ndcg@10", "mrr@10", "recall@2", "map@1000"])
     idcg = 2 / math.log2(2) + 1 / math.log2(3)
     dcg = 1 / math.log2(2) + 2 / math.log2(4)
@@ -31,19 +32,29 @@ def test_hand_computed_metrics() -> None:
 
 def test_ties_broken_by_docid_and_missing_queries_score_zero() -> None:
     qrels = {"q1": {"b": 1}, "q2": {"z": 1}}
-    run = Run({"q1": {"c": 1.0, "b": 1.0, "a": 1.0}})
+    run = Ranking.from_dict({"q1": {"c": 1.0, "b": 1.0, "a": 1.0}})
     result = evaluate_run(qrels, run, ["mrr@10"])
     assert result.per_query["mrr@10"] == {"q1": 0.5, "q2": 0.0}  # order a, b, c
 
 
 def test_inputs_are_not_modified() -> None:
     qrels = {"q1": {"a": 1}, "q2": {"b": 1}}
-    run = Run({"q1": {"a": 0.5, "z": 0.25}, "q3": {"a": 1.0}})
+    run = Ranking.from_dict({"q1": {"a": 0.5, "z": 0.25}, "q3": {"a": 1.0}})
     before_qrels, before_run = copy.deepcopy(qrels), run.to_dict()
     evaluate_run(qrels, run, ["ndcg@10"])
     assert qrels == before_qrels
     assert run.to_dict() == before_run
-    assert dict(run.scores) == {}
+
+
+def test_ranking_orders_by_score_then_docid() -> None:
+    ranking = Ranking(
+        "r", ["d", "b", "c", "a"], {"q": (np.array([0, 1, 2, 3]), np.array([1.0, 2.0, 1.0, 1.0]))}
+    )
+    assert [(q, docs, s.tolist()) for q, docs, s in ranking.items()] == [
+        ("q", ["b", "a", "c", "d"], [2.0, 1.0, 1.0, 1.0])
+    ]
+    assert ranking.to_ranx().to_dict() == {"q": {"b": 2.0, "a": 1.0, "c": 1.0, "d": 1.0}}
+    assert "q" in ranking and len(ranking) == 1 and len(ranking.hits("other")[0]) == 0
 
 
 def test_unknown_metric_lists_valid_names() -> None:
@@ -72,7 +83,9 @@ def _random_case(seed: int) -> tuple[dict, dict]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_parity_with_trec_eval(seed: int) -> None:
     qrels, run = _random_case(seed)
-    ours = evaluate_run(qrels, Run(run), ["ndcg@10", "mrr@10", "recall@100", "recall@1000", "map@1000"])
+    ours = evaluate_run(
+        qrels, Ranking.from_dict(run), ["ndcg@10", "mrr@10", "recall@100", "recall@1000", "map@1000"]
+    )
     # trec_eval's measures, with the run cut to the depth each measure uses
     top = {q: dict(sorted(d.items(), key=lambda x: -x[1])[:1000]) for q, d in run.items()}
     top10 = {q: dict(sorted(d.items(), key=lambda x: -x[1])[:10]) for q, d in run.items()}
@@ -90,8 +103,8 @@ def test_student_test_matches_ranx_compare() -> None:
     qrels, run = _random_case(3)
     rng = np.random.default_rng(9)
     noisy = {q: {d: s + rng.normal(0, 60) for d, s in docs.items()} for q, docs in run.items()}
-    a = evaluate_run(qrels, Run(run), ["ndcg@10"]).per_query["ndcg@10"]
-    b = evaluate_run(qrels, Run(noisy), ["ndcg@10"]).per_query["ndcg@10"]
+    a = evaluate_run(qrels, Ranking.from_dict(run), ["ndcg@10"]).per_query["ndcg@10"]
+    b = evaluate_run(qrels, Ranking.from_dict(noisy), ["ndcg@10"]).per_query["ndcg@10"]
     report = compare(
         Qrels(qrels), [Run(run, name="a"), Run(noisy, name="b")], ["ndcg@10"], stat_test="student", max_p=0.05
     )
@@ -113,7 +126,7 @@ def test_fisher_randomisation_is_seeded_and_sensible() -> None:
 
 
 def test_trec_run_file(tmp_path: Path) -> None:
-    run = Run({"q2": {"b": 1.0, "a": 1.0, "c": 2.5}, "q1": {"x": 0.125}})
+    run = Ranking.from_dict({"q2": {"b": 1.0, "a": 1.0, "c": 2.5}, "q1": {"x": 0.125}})
     n = write_trec_run(run, tmp_path / "r.trec.gz", tag="bm25-ko")
     assert n == 4
     assert gzip.decompress((tmp_path / "r.trec.gz").read_bytes()).decode() == (

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ranx import Run
-
 from harness.datasets import Dataset, cache_dir
+from harness.ranking import Ranking
 
-__all__ = ["Retriever", "RetrieverSpec", "build_run"]
+__all__ = ["Retriever", "RetrieverSpec"]
 
 
 @dataclass(frozen=True)
@@ -54,24 +53,24 @@ class Retriever(ABC):
     def __init__(self, spec: RetrieverSpec) -> None:
         self.spec = spec
 
+    def version_key(self) -> str:
+        """Anything besides the spec's parameters that changes the index (an analyzer version)."""
+        return ""
+
     def cache_path(self, dataset: Dataset) -> Path:
         """Where this retriever's index of `dataset` is kept: retriever + dataset checksum."""
-        return cache_dir() / "indexes" / f"{self.spec.family}-{self.spec.fingerprint}" / dataset.checksum[:24]
+        blob = f"{self.spec.fingerprint}:{self.version_key()}"
+        key = hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return cache_dir() / "indexes" / f"{self.spec.family}-{key}" / dataset.checksum[:24]
 
     @abstractmethod
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:
         """Build (or load from the cache) the index of `dataset.corpus`."""
 
     @abstractmethod
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
-        """Top-k documents of each query as a ranx Run; queries that match nothing are absent."""
+    def search(self, queries: Mapping[str, str], k: int) -> Ranking:
+        """Top-k documents of each query; queries that match nothing are absent."""
 
     def stats(self) -> dict[str, float]:
         """Efficiency figures of the current index (sizes, active dimensions, ...)."""
         return {}
-
-
-def build_run(results: Mapping[str, Mapping[str, float]], name: str) -> Run:
-    """A ranx Run from {qid: {docid: score}}, leaving out queries with no documents."""
-    kept = {qid: dict(docs) for qid, docs in results.items() if docs}
-    return Run(kept, name=name) if kept else Run(name=name)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from ranx import Run
 
 from harness.analyzers import Analyzer, KiwiAnalyzer, PlainAnalyzer, analyze_cached
 from harness.datasets import Dataset, cache_dir
 from harness.io import atomic_dir
-from harness.retrievers.base import Retriever, RetrieverSpec, build_run
+from harness.ranking import Ranking
+from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import register
 
 __all__ = ["ANALYZERS", "BM25Retriever"]
@@ -36,6 +36,9 @@ class BM25Retriever(Retriever):
         self.k1, self.b, self.method = k1, b, method
         self._bm25 = None
         self._doc_ids: list[str] = []
+
+    def version_key(self) -> str:
+        return self.analyzer.key
 
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:
         import bm25s
@@ -61,19 +64,19 @@ class BM25Retriever(Retriever):
                     bm25.save(tmp)
         self._bm25 = bm25
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
+    def search(self, queries: Mapping[str, str], k: int) -> Ranking:
         if self._bm25 is None:
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
         tokens = self.analyzer.analyze([queries[q] for q in qids])
         k = min(k, len(self._doc_ids))
-        results: dict[str, dict[str, float]] = {}
+        hits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if k > 0 and qids:
             indices, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=0)
             for qid, idx, sc in zip(qids, indices, scores, strict=True):
-                hits = sc > 0  # documents sharing no term with the query are not retrieved
-                results[qid] = {self._doc_ids[i]: float(s) for i, s in zip(idx[hits], sc[hits], strict=True)}
-        return build_run(results, self.spec.name)
+                matched = sc > 0  # documents sharing no term with the query are not retrieved
+                hits[qid] = (idx[matched], sc[matched])
+        return Ranking(self.spec.name, self._doc_ids, hits)
 
     def stats(self) -> dict[str, float]:
         if self._bm25 is None:

@@ -1,0 +1,1 @@
+"""Builders of the evaluation data shipped under harness/data/ (run each as a module)."""
