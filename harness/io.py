@@ -86,8 +86,8 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        if path.suffix == ".gz":  # mtime 0: the same content gives the same bytes
-            raw = gzip.GzipFile(tmp_path, "wb", mtime=0)
+        if path.suffix == ".gz":  # mtime 0: the same content gives the same bytes; level 1: fast
+            raw = gzip.GzipFile(tmp_path, "wb", compresslevel=1, mtime=0)
             handle: IO[Any] = raw if "b" in mode else io.TextIOWrapper(raw, encoding="utf-8")
         else:
             handle = tmp_path.open(mode, encoding=None if "b" in mode else "utf-8")

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from harness.io import atomic_write
 from harness.provenance import git_revision, library_versions
-from harness.runner import EvalConfig, Row
+from harness.runner import OK_TOLERANCE, OKISH_TOLERANCE, EvalConfig, Row
 
 __all__ = [
     "console_table",
@@ -34,7 +34,16 @@ def _cell(row: Row, metric: str, config: EvalConfig) -> str:
 
 def table_cells(rows: Sequence[Row], config: EvalConfig) -> tuple[list[str], list[list[str]]]:
     """Header and cells: one line per dataset split x retriever, one column per metric."""
-    header = ["dataset", "split", "retriever", "queries", *config.metrics, "index s", "search q/s"]
+    header = [
+        "dataset",
+        "split",
+        "retriever",
+        "queries",
+        *config.metrics,
+        "index s",
+        "search q/s",
+        "expected",
+    ]
     cells = [
         [
             row.dataset,
@@ -44,6 +53,7 @@ def table_cells(rows: Sequence[Row], config: EvalConfig) -> tuple[list[str], lis
             *(_cell(row, m, config) for m in config.metrics),
             f"{row.timing['index_s']:.1f}",
             f"{row.timing['queries_per_s']:.0f}",
+            row.verdict or "-",
         ]
         for row in rows
     ]
@@ -53,7 +63,9 @@ def table_cells(rows: Sequence[Row], config: EvalConfig) -> tuple[list[str], lis
 def _legend(config: EvalConfig) -> str:
     return (
         f"▲/▼: significantly better/worse than the first retriever of the dataset "
-        f"({config.stat_test} paired test, p < {config.max_p}, seed {config.seed})"
+        f"({config.stat_test} paired test, p < {config.max_p}, seed {config.seed}). "
+        f"expected: scores the dataset's YAML expects, OK within {OK_TOLERANCE:g}, "
+        f"OKish within {OKISH_TOLERANCE:g}, else FAIL"
     )
 
 

@@ -12,7 +12,22 @@ from harness.datasets import DatasetSpec, load_dataset
 from harness.evaluation import DEFAULT_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
 from harness.retrievers.base import RetrieverSpec
 
-__all__ = ["EvalConfig", "Row", "evaluate_all"]
+__all__ = ["EvalConfig", "Row", "check_expected", "evaluate_all"]
+
+OK_TOLERANCE = 5e-5  # equal at four decimals
+OKISH_TOLERANCE = 0.01
+
+
+def check_expected(expected: dict[str, float], got: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Compare scores with expected ones (pyserini / Anserini style): OK, OKish or FAIL."""
+    checks = {}
+    for metric, value in expected.items():
+        if metric not in got:
+            continue
+        delta = got[metric] - value
+        verdict = "OK" if abs(delta) <= OK_TOLERANCE else "OKish" if abs(delta) <= OKISH_TOLERANCE else "FAIL"
+        checks[metric] = {"expected": value, "delta": delta, "verdict": verdict}
+    return checks
 
 
 @dataclass(frozen=True)
@@ -43,9 +58,17 @@ class Row:
     run_file: str
     # metric -> {"baseline", "p_value", "significant", "delta"}; empty for the baseline itself
     significance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # metric -> {"expected", "delta", "verdict"} for the scores the dataset's YAML expects
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str | None:
+        """The worst verdict over the checked metrics, or None when nothing was expected."""
+        verdicts = [c["verdict"] for c in self.checks.values()]
+        return next((v for v in ("FAIL", "OKish", "OK") if v in verdicts), None)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"verdict": self.verdict}
 
 
 def evaluate_all(
@@ -58,6 +81,7 @@ def evaluate_all(
     validate_metrics(config.metrics)
     rows: list[Row] = []
     warnings: list[str] = []
+    built = {rspec.name: rspec.build() for rspec in retrievers}  # one instance re-indexes each dataset
     for dspec in datasets:
         console.log(f"[bold]{dspec.name}[/]: loading")
         data = load_dataset(dspec, strict=config.strict)
@@ -65,7 +89,7 @@ def evaluate_all(
             console.log(f"[yellow]warning[/] {warning}")
         warnings.extend(data.warnings)
         for rspec in retrievers:
-            retriever = rspec.build()
+            retriever = built[rspec.name]
             started = time.perf_counter()
             retriever.index(data, use_cache=config.use_cache)
             index_s = time.perf_counter() - started
@@ -94,10 +118,14 @@ def evaluate_all(
                         },
                         stats=retriever.stats(),
                         run_file=run_file,
+                        checks=check_expected((dspec.expected or {}).get(rspec.name, {}), result.mean),
                     )
                 )
                 summary = ", ".join(f"{m} {v:.4f}" for m, v in result.mean.items())
-                console.log(f"{dspec.name}/{split} {rspec.name}: {summary}")
+                verdict = rows[-1].verdict
+                console.log(
+                    f"{dspec.name}/{split} {rspec.name}: {summary}" + (f" [{verdict}]" if verdict else "")
+                )
     _add_significance(rows, config)
     return rows, warnings
 
