@@ -29,7 +29,7 @@ def main(
     strict: Annotated[bool, typer.Option(help="Unknown ids in qrels are errors.")] = False,
     cache: Annotated[bool, typer.Option(help="Reuse analyzed corpora and indexes.")] = True,
     stat_test: Annotated[str, typer.Option(help="Significance test: student or fisher.")] = "student",
-    max_p: Annotated[float, typer.Option(help="p-value threshold.")] = 0.05,
+    max_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="p-value threshold.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the randomisation test.")] = 42,
 ) -> None:
     """Without a sub-command: evaluate (default: the default retrievers on the embedded tasks)."""

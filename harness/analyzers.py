@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -39,14 +40,19 @@ def _tracked(items: Iterable[T], total: int, progress: str | None) -> Iterable[T
     return items if progress is None else track(items, progress, total)
 
 
-class PlainAnalyzer:
-    """Lower-cased `\\w+` tokens."""
+def normalize(text: str) -> str:
+    """NFKC: composed Hangul syllables, full-width Latin as ASCII ("ＧＩＭＰ" -> "GIMP")."""
+    return unicodedata.normalize("NFKC", text)
 
-    key = "plain-v1"
+
+class PlainAnalyzer:
+    """Lower-cased `\\w+` tokens of the NFKC-normalized text."""
+
+    key = "plain-v2"
     _word = re.compile(r"\w+")
 
     def analyze(self, texts: Sequence[str], progress: str | None = None) -> list[list[str]]:
-        return [self._word.findall(text.lower()) for text in _tracked(texts, len(texts), progress)]
+        return [self._word.findall(normalize(text).lower()) for text in _tracked(texts, len(texts), progress)]
 
 
 # Nori's default stop tags mapped to Kiwi's tag set (Sejong-based): endings E*, particles J*,
@@ -59,7 +65,7 @@ _NON_HANGUL_WORD = re.compile(f"[^\\W{HANGUL}]+")  # word characters, Hangul exc
 
 
 class KiwiAnalyzer:
-    """Kiwi morphemes for Hangul, lower-cased `\\w+` words for every other script.
+    """Kiwi morphemes for Hangul, lower-cased `\\w+` words for every other script (text NFKC).
 
     Kiwi analyses the whole text (it needs the context), but only its morphemes that contain
     Hangul are kept: on Latin text it is no better than a word regex and sometimes worse
@@ -71,9 +77,9 @@ class KiwiAnalyzer:
 
     @property
     def key(self) -> str:
-        import kiwipiepy
+        from importlib.metadata import version
 
-        return f"kiwi-{kiwipiepy.__version__}-v2"
+        return f"kiwi-{version('kiwipiepy')}-model-{version('kiwipiepy_model')}-v3"
 
     @cached_property
     def _kiwi(self):
@@ -82,6 +88,7 @@ class KiwiAnalyzer:
         return Kiwi(num_workers=self.num_workers)
 
     def analyze(self, texts: Sequence[str], progress: str | None = None) -> list[list[str]]:
+        texts = [normalize(text) for text in texts]
         korean = [i for i, text in enumerate(texts) if _HAS_HANGUL.search(text)]
         if self._kiwi.num_workers <= 1:  # Kiwi's batch mode needs worker threads
             analysed = (self._kiwi.tokenize(texts[i]) for i in korean)

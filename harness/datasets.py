@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import HarnessError
 from harness.io import read_jsonl, read_tsv, sha256_file, sha256_tree
@@ -110,7 +110,7 @@ class DatasetSpec(_Strict):
     format: Literal["beir"] = "beir"
     languages: list[str]
     source: Source
-    splits: list[str]
+    splits: list[str] = Field(min_length=1)
     counts: Counts | None = None
     sha256: str | None = None  # checksum of the BEIR directory (`harness.io.sha256_tree`)
     license: str | None = None
@@ -237,6 +237,14 @@ def read_qrels(path: Path) -> list[tuple[int, str, str, int]]:
     return rows
 
 
+def qrels_splits(path: Path) -> list[str]:
+    """The splits of a BEIR directory: qrels/<split>.tsv or qrels/<split>.tsv.gz."""
+    names = (p.name for p in (path / "qrels").glob("*") if p.is_file())
+    return sorted(
+        {n.removesuffix(".gz").removesuffix(".tsv") for n in names if n.endswith((".tsv", ".tsv.gz"))}
+    )
+
+
 def load_beir(
     path: Path, splits: Iterable[str] | None = None, strict: bool = False, name: str | None = None
 ) -> Dataset:
@@ -244,13 +252,12 @@ def load_beir(
     path = Path(path)
     if not path.is_dir():
         raise HarnessError(f"{path}: dataset directory not found")
-    corpus = _read_corpus(_find(path, "corpus.jsonl"))
+    corpus_path = _find(path, "corpus.jsonl")
+    corpus = _read_corpus(corpus_path)
+    if not corpus:
+        raise HarnessError(f"{corpus_path}: no documents")
     queries = _read_queries(_find(path, "queries.jsonl"))
-    if splits is None:
-        splits = sorted(
-            p.name.removesuffix(".gz").removesuffix(".tsv") for p in (path / "qrels").glob("*.tsv*")
-        )
-    splits = list(splits)
+    splits = qrels_splits(path) if splits is None else list(splits)
     if not splits:
         raise HarnessError(f"{path}: no qrels/<split>.tsv files")
     warnings: list[str] = []
@@ -279,6 +286,8 @@ def load_beir(
             warnings.append(
                 f"{qrels_path}: {unknown_d} judgments name unknown documents; kept as unretrievable"
             )
+        if not judged:
+            raise HarnessError(f"{qrels_path}: no judgments of known queries")
         qrels[split] = judged
     empty_docs = sum(1 for d in corpus.values() if not d.full_text.strip())
     judged_ids = {qid for split in qrels.values() for qid in split}
@@ -309,17 +318,15 @@ def _download(url: str, target: Path, what: str) -> None:
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise HarnessError(f"{what}: cannot download {url} ({exc})") from None
     total = int(response.headers.get("Content-Length") or 0) or None
-    with (
-        response,
-        target.open("wb") as out,
-        Progress(
-            *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), transient=True
-        ) as progress,
-    ):
-        task = progress.add_task(f"download {url.rsplit('/', 1)[-1]}", total=total)
-        for block in iter(lambda: response.read(1 << 20), b""):
-            out.write(block)
-            progress.advance(task, len(block))
+    columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
+    try:
+        with response, target.open("wb") as out, Progress(*columns, transient=True) as progress:
+            task = progress.add_task(f"download {url.rsplit('/', 1)[-1]}", total=total)
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                progress.advance(task, len(block))
+    except (OSError, TimeoutError) as exc:
+        raise HarnessError(f"{what}: download of {url} interrupted ({exc})") from None
 
 
 def _fetch_beir_zip(spec: DatasetSpec, target: Path) -> None:
@@ -331,14 +338,22 @@ def _fetch_beir_zip(spec: DatasetSpec, target: Path) -> None:
         if source.sha256 and sha256_file(archive) != source.sha256:
             raise HarnessError(f"dataset {spec.name!r}: sha256 of {source.url} differs from the YAML")
         if source.md5:
-            digest = hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
-            if digest != source.md5:
+            digest = hashlib.md5(usedforsecurity=False)
+            with archive.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != source.md5:
                 raise HarnessError(
-                    f"dataset {spec.name!r}: md5 of {source.url} is {digest}, not {source.md5}"
+                    f"dataset {spec.name!r}: md5 of {source.url} is {digest.hexdigest()}, not {source.md5}"
                 )
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(Path(tmp) / "x")
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(Path(tmp) / "x")
+        except zipfile.BadZipFile as exc:
+            raise HarnessError(f"dataset {spec.name!r}: {source.url} is not a zip archive ({exc})") from None
         inner = Path(tmp) / "x" / (source.subdir or "")
+        if not inner.is_dir():
+            raise HarnessError(f"dataset {spec.name!r}: the archive has no folder {source.subdir!r}")
         os.replace(inner, target)
 
 
@@ -374,7 +389,8 @@ def _materialise(spec: DatasetSpec) -> Path:
         return DATA_DIR / str(source.path)
     if source.type == "local":
         return Path(str(source.path)).expanduser()
-    target = cache_dir() / "datasets" / spec.name
+    source_key = hashlib.sha256(source.model_dump_json().encode()).hexdigest()[:12]
+    target = cache_dir() / "datasets" / f"{spec.name}-{source_key}"  # a changed source is a new folder
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -428,7 +444,7 @@ def resolve_dataset(name_or_path: str, registry: dict[str, DatasetSpec]) -> Data
         return registry[name_or_path]
     path = Path(name_or_path)
     if path.is_dir():
-        found = {p.name.split(".")[0] for p in (path / "qrels").glob("*.tsv*")}
+        found = set(qrels_splits(path))
         evaluation = [s for s in ("test", "dev") if s in found][:1] or sorted(found)[:1]
         if not evaluation:
             raise HarnessError(f"{path}: no qrels/<split>.tsv files")

@@ -48,7 +48,8 @@ RANX_METRICS: dict[str, Callable[..., np.ndarray]] = {
     "bpref": rm.bpref,
 }
 STAT_TESTS = ("student", "fisher")
-_METRIC = re.compile(r"^(?P<name>[a-z_-]+)(@(?P<k>[1-9][0-9]*))?$")
+_METRIC = re.compile(r"^(?P<name>[a-z][a-z0-9_-]*)(@(?P<k>[1-9][0-9]*))?$")
+NO_CUTOFF = ("r-precision", "bpref")  # ranx ignores @k for these: refuse it rather than drop it
 
 
 def validate_metrics(names: Sequence[str]) -> list[str]:
@@ -60,6 +61,8 @@ def validate_metrics(names: Sequence[str]) -> list[str]:
             raise HarnessError(
                 f"unknown metric {name!r}; valid: {', '.join(RANX_METRICS)} (optionally @k, e.g. ndcg@10)"
             )
+        if match["k"] and match["name"] in NO_CUTOFF:
+            raise HarnessError(f"metric {name!r}: {match['name']} takes no @k cutoff")
         checked.append(name)
     if not checked:
         raise HarnessError("no metrics given")
@@ -98,9 +101,11 @@ def evaluate_run(
             np.column_stack((indices.astype(np.float64), np.arange(n, 0, -1, dtype=np.float64)))
         )
         judged = sorted(qrels[qid].items(), key=lambda item: -item[1])
-        rows = [
-            (number.get(doc_id, unknown.setdefault(doc_id, -1 - len(unknown))), rel) for doc_id, rel in judged
-        ]
+        rows = []
+        for doc_id, rel in judged:
+            if doc_id not in number and doc_id not in unknown:
+                unknown[doc_id] = -1 - len(unknown)
+            rows.append((number.get(doc_id, unknown.get(doc_id)), rel))
         qrels_arrays.append(np.array(rows, dtype=np.float64).reshape(-1, 2))
     scores = {}
     for metric in metrics:

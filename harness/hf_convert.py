@@ -8,7 +8,7 @@ BEIR's (`_id`, `title`, `text`; qrels `query-id`, `corpus-id`, `score`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,13 @@ FIELD_DEFAULTS = {
 }
 
 
-def read_records(path: Path, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of a .jsonl[.gz] or .parquet file as dicts; of a .tsv as dicts keyed by `columns`."""
+def read_records(path: Path, tsv_columns: Sequence[Sequence[str]] = ()) -> Iterator[dict[str, Any]]:
+    """Rows of a .jsonl[.gz] or .parquet file as dicts.
+
+    A .tsv[.gz] file's rows are keyed by the first of `tsv_columns` whose length matches the first
+    row (e.g. [id, text] or [id, title, text]); every row must then have that many fields. A first
+    row that repeats the column names is a header and is skipped.
+    """
     name = path.name
     if name.endswith((".jsonl", ".jsonl.gz", ".json")):
         for _, obj in read_jsonl(path):
@@ -43,14 +48,28 @@ def read_records(path: Path, columns: list[str] | None = None) -> Iterator[dict[
         for batch in pq.ParquetFile(path).iter_batches():
             yield from batch.to_pylist()
     elif name.endswith((".tsv", ".tsv.gz")):
-        if columns is None:
-            raise HarnessError(f"{path}: tsv needs column names")
+        columns: Sequence[str] | None = None
         for line, values in read_tsv(path):
-            if len(values) < len(columns):
-                raise HarnessError(f"{path}:{line}: expected {len(columns)} columns")
-            yield dict(zip(columns, values, strict=False))
+            if columns is None:
+                columns = next((c for c in tsv_columns if len(c) == len(values)), None)
+                if columns is None:
+                    shapes = " or ".join(str(len(c)) for c in tsv_columns) or "known"
+                    raise HarnessError(f"{path}:{line}: {len(values)} columns, expected {shapes}")
+                if values[0] == columns[0]:
+                    continue  # header
+            if len(values) != len(columns):
+                raise HarnessError(f"{path}:{line}: {len(values)} columns, expected {len(columns)}")
+            yield dict(zip(columns, values, strict=True))
     else:
         raise HarnessError(f"{path}: unsupported file type (use .jsonl, .jsonl.gz, .tsv or .parquet)")
+
+
+def _field(row: dict[str, Any], column: str, path: Path, required: bool = True) -> Any:
+    if column not in row:
+        if required:
+            raise HarnessError(f"{path}: no column {column!r} (columns: {', '.join(map(str, row))})")
+        return ""
+    return row[column]
 
 
 def _as_list(value: Any) -> list[str]:
@@ -71,17 +90,26 @@ def convert_hf_files(
     (out / "qrels").mkdir(parents=True)
     with (out / "corpus.jsonl").open("w", encoding="utf-8") as handle:
         for name in _as_list(files["corpus"]):
-            for row in read_records(fetch(name), [f["corpus_id"], f["corpus_text"]]):
+            path = fetch(name)
+            shapes = (
+                [f["corpus_id"], f["corpus_text"]],
+                [f["corpus_id"], f["corpus_title"], f["corpus_text"]],
+            )
+            for row in read_records(path, shapes):
                 doc = {
-                    "_id": str(row[f["corpus_id"]]),
-                    "title": row.get(f["corpus_title"]) or "",
-                    "text": row.get(f["corpus_text"]) or "",
+                    "_id": str(_field(row, f["corpus_id"], path)),
+                    "title": _field(row, f["corpus_title"], path, required=False) or "",
+                    "text": _field(row, f["corpus_text"], path) or "",
                 }
                 handle.write(json.dumps(doc, ensure_ascii=False) + "\n")
     with (out / "queries.jsonl").open("w", encoding="utf-8") as handle:
         for name in _as_list(files["queries"]):
-            for row in read_records(fetch(name), [f["query_id"], f["query_text"]]):
-                query = {"_id": str(row[f["query_id"]]), "text": row.get(f["query_text"]) or ""}
+            path = fetch(name)
+            for row in read_records(path, ([f["query_id"], f["query_text"]],)):
+                query = {
+                    "_id": str(_field(row, f["query_id"], path)),
+                    "text": _field(row, f["query_text"], path) or "",
+                }
                 handle.write(json.dumps(query, ensure_ascii=False) + "\n")
     for split, name in dict(files["qrels"]).items():
         path = fetch(name)
@@ -94,5 +122,8 @@ def convert_hf_files(
                     handle.write(f"{qid}\t{doc_id}\t{rel}\n")
                 continue
             for row in read_records(path):
-                qid, doc_id = row[f["qrels_query_id"]], row[f["qrels_corpus_id"]]
-                handle.write(f"{qid}\t{doc_id}\t{int(row[f['qrels_score']])}\n")
+                qid, doc_id = _field(row, f["qrels_query_id"], path), _field(row, f["qrels_corpus_id"], path)
+                score = _field(row, f["qrels_score"], path)
+                if float(score) != int(float(score)):
+                    raise HarnessError(f"{path}: relevance {score!r} of {qid!r} {doc_id!r} is not an integer")
+                handle.write(f"{qid}\t{doc_id}\t{int(float(score))}\n")

@@ -78,6 +78,13 @@ def sha256_tree(root: Path) -> str:
     return digest.hexdigest()
 
 
+def _default_mode(path: Path, base: int) -> None:
+    """Give a temporary file or folder the permissions a plain create would have (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(base & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path`; rename over it only when the block succeeds."""
@@ -93,6 +100,7 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             handle = tmp_path.open(mode, encoding=None if "b" in mode else "utf-8")
         with handle:
             yield handle
+        _default_mode(tmp_path, 0o666)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -107,6 +115,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _default_mode(tmp, 0o777)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

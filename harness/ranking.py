@@ -24,8 +24,13 @@ class Ranking:
         name: str,
         doc_ids: Sequence[str],
         hits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        k: int | None = None,
     ) -> None:
-        """`hits[qid] = (indices into doc_ids, scores)` in any order; queries without hits are dropped."""
+        """`hits[qid] = (indices into doc_ids, scores)` in any order; queries without hits are dropped.
+
+        With `k`, each list is cut to its first k after ordering, so a retriever that hands over
+        every candidate tied with its k-th score gets ties at the cut broken by docid too.
+        """
         self.name = name
         self.doc_ids = list(doc_ids)
         ids = np.asarray(self.doc_ids, dtype=object)
@@ -37,8 +42,10 @@ class Ranking:
             scores = np.asarray(scores, dtype=np.float64)
             if len(indices) != len(scores):
                 raise ValueError(f"query {qid!r}: {len(indices)} documents but {len(scores)} scores")
+            if len(np.unique(indices)) != len(indices):
+                raise ValueError(f"query {qid!r}: a document appears twice")
             if len(indices):
-                order = np.lexsort((self._doc_order[indices], -scores))
+                order = np.lexsort((self._doc_order[indices], -scores))[:k]
                 self._hits[qid] = (indices[order], scores[order])
 
     @classmethod

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.console import console
 from harness.datasets import DatasetSpec, load_dataset
+from harness.errors import HarnessError
 from harness.evaluation import DEFAULT_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
 from harness.retrievers.base import RetrieverSpec
 
@@ -79,8 +80,19 @@ def evaluate_all(
     The first retriever is the baseline of the significance tests on each dataset.
     """
     validate_metrics(config.metrics)
+    for kind, names in (("dataset", [d.name for d in datasets]), ("retriever", [r.name for r in retrievers])):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise HarnessError(f"{kind} named more than once: {', '.join(repeated)}")
     rows: list[Row] = []
     warnings: list[str] = []
+    too_deep = [m for m in config.metrics if "@" in m and int(m.split("@")[1]) > config.top_k]
+    if too_deep:
+        warnings.append(
+            f"top-k {config.top_k} is shallower than {', '.join(too_deep)}: "
+            f"those metrics see only the top {config.top_k}"
+        )
+        console.log(f"[yellow]warning[/] {warnings[-1]}")
     built = {rspec.name: rspec.build() for rspec in retrievers}  # one instance re-indexes each dataset
     for dspec in datasets:
         console.log(f"[bold]{dspec.name}[/]: loading")

@@ -38,7 +38,9 @@ class BM25Retriever(Retriever):
         self._doc_ids: list[str] = []
 
     def version_key(self) -> str:
-        return self.analyzer.key
+        from importlib.metadata import version
+
+        return f"{self.analyzer.key}:bm25s-{version('bm25s')}"
 
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:
         import bm25s
@@ -69,14 +71,22 @@ class BM25Retriever(Retriever):
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
         tokens = self.analyzer.analyze([queries[q] for q in qids])
-        k = min(k, len(self._doc_ids))
+        n_docs = len(self._doc_ids)
         hits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        if k > 0 and qids:
-            indices, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=0)
-            for qid, idx, sc in zip(qids, indices, scores, strict=True):
+        if k > 0 and qids and n_docs:
+            # one more than k shows whether the k-th score is tied beyond the cut
+            depth = min(k + 1, n_docs)
+            indices, scores = self._bm25.retrieve(tokens, k=depth, show_progress=False, n_threads=0)
+            for qid, query, idx, sc in zip(qids, tokens, indices, scores, strict=True):
+                if depth > k and sc[k - 1] > 0 and sc[k] == sc[k - 1]:
+                    # bm25s chose among the tied documents; take them all, Ranking cuts by docid
+                    full = self._bm25.get_scores(query)
+                    kth = np.partition(full, n_docs - k)[n_docs - k]
+                    idx = np.flatnonzero(full >= kth)
+                    sc = full[idx]
                 matched = sc > 0  # documents sharing no term with the query are not retrieved
                 hits[qid] = (idx[matched], sc[matched])
-        return Ranking(self.spec.name, self._doc_ids, hits)
+        return Ranking(self.spec.name, self._doc_ids, hits, k=k)
 
     def stats(self) -> dict[str, float]:
         if self._bm25 is None:

@@ -1,0 +1,148 @@
+"""Edge cases found in review: ties at the cut, repeated names, stale caches, strict parsing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.analyzers import KiwiAnalyzer, PlainAnalyzer
+from harness.datasets import DatasetSpec, cache_dir, load_beir, load_dataset, qrels_splits
+from harness.errors import HarnessError
+from harness.evaluation import validate_metrics
+from harness.hf_convert import convert_hf_files
+from harness.io import atomic_dir, atomic_write
+from harness.ranking import Ranking
+from harness.retrievers import get_retriever
+from harness.runner import EvalConfig, evaluate_all
+
+
+def test_bm25_breaks_ties_at_the_cut_by_docid(tmp_path: Path, make_beir) -> None:
+    corpus = {f"d{i:02d}": ("", "apple") for i in range(1, 50)} | {"z": ("", "pear")}
+    root = make_beir(tmp_path / "ties", corpus, {"q": "apple"}, {"test": [("q", "d01", 1)]})
+    retriever = get_retriever("bm25-plain").build()
+    retriever.index(load_beir(root), use_cache=False)
+    ranking = retriever.search({"q": "apple", "p": "pear"}, k=3)
+    assert list(ranking.to_dict()["q"]) == ["d01", "d02", "d03"]
+    assert list(ranking.to_dict()["p"]) == ["z"]
+
+
+def test_repeated_names_are_refused(tiny_beir: Path, tmp_path: Path) -> None:
+    spec = DatasetSpec.model_validate(
+        {"name": "tiny", "description": "t", "languages": ["ko"], "splits": ["test"],
+         "source": {"type": "local", "path": str(tiny_beir)}}
+    )  # fmt: skip
+    bm25 = get_retriever("bm25-plain")
+    with pytest.raises(HarnessError, match="dataset named more than once: tiny"):
+        evaluate_all([spec, spec], [bm25], EvalConfig(), tmp_path)
+    with pytest.raises(HarnessError, match="retriever named more than once: bm25-plain"):
+        evaluate_all([spec], [bm25, bm25], EvalConfig(), tmp_path)
+
+
+def test_metric_deeper_than_top_k_is_warned(tiny_beir: Path, tmp_path: Path) -> None:
+    spec = DatasetSpec.model_validate(
+        {"name": "tiny", "description": "t", "languages": ["ko"], "splits": ["test"],
+         "source": {"type": "local", "path": str(tiny_beir)}}
+    )  # fmt: skip
+    config = EvalConfig(metrics=("recall@100", "ndcg@2"), top_k=5)
+    _, warnings = evaluate_all([spec], [get_retriever("bm25-plain")], config, tmp_path)
+    assert warnings == ["top-k 5 is shallower than recall@100: those metrics see only the top 5"]
+
+
+def test_changed_source_is_downloaded_again(tmp_path: Path, make_beir) -> None:
+    def archive(name: str, n_docs: int) -> tuple[str, str]:
+        root = make_beir(tmp_path / name / "data", {f"d{i}": ("", "x") for i in range(n_docs)},
+                         {"q": "x"}, {"test": [("q", "d0", 1)]})  # fmt: skip
+        path = Path(shutil.make_archive(str(tmp_path / name / "data"), "zip", root.parent, "data"))
+        return path.as_uri(), hashlib.md5(path.read_bytes()).hexdigest()
+
+    base = {"name": "remote", "description": "r", "languages": ["en"], "splits": ["test"]}
+    for n_docs in (5, 2):
+        url, md5 = archive(f"v{n_docs}", n_docs)
+        spec = DatasetSpec.model_validate(
+            base | {"source": {"type": "beir_zip", "url": url, "md5": md5, "subdir": "data"}}
+        )
+        assert len(load_dataset(spec).corpus) == n_docs
+    wrong = DatasetSpec.model_validate(base | {"source": {"type": "beir_zip", "url": url, "subdir": "nope"}})
+    with pytest.raises(HarnessError, match="the archive has no folder 'nope'"):
+        load_dataset(wrong)
+    assert len(list((cache_dir() / "datasets").iterdir())) == 2
+
+
+def test_metric_names() -> None:
+    assert validate_metrics(["f1@5", "bpref", "r-precision"]) == ["f1@5", "bpref", "r-precision"]
+    for name in ("bpref@10", "r-precision@5"):
+        with pytest.raises(HarnessError, match="takes no @k cutoff"):
+            validate_metrics([name])
+
+
+def test_empty_corpus_and_empty_split_name_the_file(tiny_beir: Path) -> None:
+    (tiny_beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq9\td1\t1\n")
+    with pytest.raises(HarnessError, match=r"qrels/dev.tsv: no judgments of known queries"):
+        load_beir(tiny_beir, ["dev"])
+    (tiny_beir / "corpus.jsonl").write_text("\n")
+    with pytest.raises(HarnessError, match="corpus.jsonl: no documents"):
+        load_beir(tiny_beir)
+
+
+def test_split_discovery_takes_only_tsv_files(tiny_beir: Path) -> None:
+    shutil.copy(tiny_beir / "qrels" / "test.tsv", tiny_beir / "qrels" / "test.tsv.orig")
+    shutil.copy(tiny_beir / "qrels" / "test.tsv", tiny_beir / "qrels" / "dev.tsv")
+    assert qrels_splits(tiny_beir) == ["dev", "test"]
+    assert set(load_beir(tiny_beir).qrels) == {"dev", "test"}
+
+
+def test_hf_conversion_is_strict(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "corpus.tsv").write_text("_id\ttitle\ttext\nd1\tTitle One\tbody one\nd2\tT2\tbody two\n")
+    (repo / "queries.jsonl").write_text('{"_id": "q1", "text": "body"}\n')
+    (repo / "qrels.jsonl").write_text('{"query-id": "q1", "corpus-id": "d1", "score": 1}\n')
+    files = {"corpus": "corpus.tsv", "queries": "queries.jsonl", "qrels": {"test": "qrels.jsonl"}}
+    convert_hf_files(files, {}, lambda n: repo / n, tmp_path / "ok")
+    data = load_beir(tmp_path / "ok")
+    assert data.corpus["d1"].title == "Title One" and data.corpus["d1"].text == "body one"
+    assert list(data.corpus) == ["d1", "d2"]  # the header row is not a document
+    (repo / "qrels.jsonl").write_text('{"query-id": "q1", "corpus-id": "d1", "score": 1.7}\n')
+    with pytest.raises(HarnessError, match="relevance 1.7 of 'q1' 'd1' is not an integer"):
+        convert_hf_files(files, {}, lambda n: repo / n, tmp_path / "float")
+    (repo / "queries.jsonl").write_text('{"id": "q1", "text": "body"}\n')
+    with pytest.raises(HarnessError, match="queries.jsonl: no column '_id' \\(columns: id, text\\)"):
+        convert_hf_files(files, {}, lambda n: repo / n, tmp_path / "column")
+    (repo / "corpus.tsv").write_text("d1\ta\tb\tc\n")
+    with pytest.raises(HarnessError, match="corpus.tsv:1: 4 columns, expected 2 or 3"):
+        convert_hf_files(files, {}, lambda n: repo / n, tmp_path / "shape")
+
+
+def test_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "f.txt") as handle:
+            handle.write("x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "inner").write_text("y")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_ranking_refuses_a_document_twice() -> None:
+    with pytest.raises(ValueError, match="query 'q': a document appears twice"):
+        Ranking("r", ["a", "b"], {"q": (np.array([0, 0, 1]), np.array([3.0, 2.0, 1.0]))})
+
+
+def test_analyzers_normalize_unicode() -> None:
+    composed = "ＧＩＭＰ에서 이미지를"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert (
+        PlainAnalyzer().analyze([decomposed])
+        == PlainAnalyzer().analyze([composed])
+        == [["gimp에서", "이미지를"]]
+    )
+    assert KiwiAnalyzer().analyze([decomposed]) == [["gimp", "이미지"]]
