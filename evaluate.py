@@ -47,7 +47,7 @@ def main(
     from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
     from harness.io import atomic_dir
     from harness.reports import console_table, flat_results, results_document, write_report
-    from harness.retrievers import get_retriever, retriever_registry
+    from harness.retrievers import resolve_retriever, retriever_registry
     from harness.runner import EvalConfig, evaluate_all
 
     started = time.perf_counter()
@@ -70,13 +70,14 @@ def main(
             else [s for s in registry.values() if s.default]
         )
         retrievers = (
-            [get_retriever(m) for m in model]
+            [resolve_retriever(m) for m in model]
             if model
             else [s for s in retriever_registry().values() if s.default]
         )
         out = output or Path("reports") / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
         with atomic_dir(out) as tmp:
-            rows, warnings = evaluate_all(datasets, retrievers, config, tmp)
+            # defaults run only where a retriever's languages cover the dataset's; named ones everywhere
+            rows, warnings = evaluate_all(datasets, retrievers, config, tmp, match_languages=not model)
             doc = results_document(rows, config, warnings, time.perf_counter() - started)
             write_report(tmp, doc, rows, config)
     except HarnessError as exc:
@@ -121,6 +122,73 @@ def list_all() -> None:
             "yes" if spec.default else "",
         )
     out.print(table)
+
+
+@app.command("idf")
+def idf_command(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model directory or Hugging Face id (tokenizer).")
+    ],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Registered dataset or BEIR directory.")],
+    output: Annotated[Path | None, typer.Option(help="Where to write (default MODEL/idf.json).")] = None,
+    key_format: Annotated[
+        str, typer.Option(help="string (decode([id]), OpenSearch) or token_id.")
+    ] = "string",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Compute idf.json on a dataset's corpus with a model's tokenizer; report its OpenSearch fidelity."""
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from harness.console import console
+    from harness.datasets import dataset_registry, load_dataset, resolve_dataset
+    from harness.errors import HarnessError
+
+    try:
+        if key_format not in ("string", "token_id"):
+            raise HarnessError(f"--key-format must be string or token_id, not {key_format!r}")
+        from transformers import AutoTokenizer
+
+        from models.idf import IdfWeights, check_fidelity
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model)
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"{model}: cannot load a tokenizer ({str(exc).splitlines()[0]})") from None
+        out = output or Path(model) / "idf.json"
+        if out.exists() and not force:
+            raise HarnessError(f"{out} exists; pass --force to overwrite or --output elsewhere")
+        spec = resolve_dataset(dataset, dataset_registry())
+        data = load_dataset(spec)
+        texts = [doc.full_text for doc in data.corpus.values()]
+        IdfWeights.from_corpus(texts, tokenizer).to_json(out, key_format=key_format)
+    except HarnessError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"wrote {out} ({len(texts):,} documents of {spec.name})")
+    if key_format == "string":
+        queries = [q for split in spec.splits for q in data.split_queries(split).values()]
+        report = check_fidelity(tokenizer, json.loads(out.read_text(encoding="utf-8")), queries)
+        table = Table(title=f"OpenSearch fidelity of {out} on {spec.name} queries")
+        table.add_column("check")
+        table.add_column("count", justify="right")
+        table.add_column("examples")
+        table.add_row("keys", f"{report.keys:,}", "")
+        rows = [
+            ("keys not round-tripping to an id", len(report.not_round_trip), report.not_round_trip[:5]),
+            (
+                "decoded strings shared by several ids",
+                len(report.collisions),
+                list(report.collisions.items())[:3],
+            ),
+        ]
+        for check, count, examples in rows:
+            table.add_row(check, f"{count:,}", escape(", ".join(map(repr, examples))))
+        missing = f"{report.missing_query_tokens:,} / {report.query_tokens:,} ({report.missing_share:.1%})"
+        table.add_row("query tokens missing from idf.json (weight 1.0)", missing, "")
+        console.print(table)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from harness.errors import HarnessError
 from harness.evaluation import DEFAULT_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
 from harness.retrievers.base import RetrieverSpec
 
-__all__ = ["EvalConfig", "Row", "check_expected", "evaluate_all"]
+__all__ = ["EvalConfig", "Row", "check_expected", "covers", "evaluate_all"]
 
 OK_TOLERANCE = 5e-5  # equal at four decimals
 OKISH_TOLERANCE = 0.01
@@ -72,12 +72,24 @@ class Row:
         return asdict(self) | {"verdict": self.verdict}
 
 
+def covers(retriever: RetrieverSpec, dataset: DatasetSpec) -> bool:
+    """Whether the retriever declares every language of the dataset (undeclared: yes)."""
+    return (
+        not retriever.languages or not dataset.languages or set(dataset.languages) <= set(retriever.languages)
+    )
+
+
 def evaluate_all(
-    datasets: list[DatasetSpec], retrievers: list[RetrieverSpec], config: EvalConfig, out_dir: Path
+    datasets: list[DatasetSpec],
+    retrievers: list[RetrieverSpec],
+    config: EvalConfig,
+    out_dir: Path,
+    match_languages: bool = False,
 ) -> tuple[list[Row], list[str]]:
     """Every retriever on every dataset; run files go to `out_dir/runs`. Returns rows and warnings.
 
-    The first retriever is the baseline of the significance tests on each dataset.
+    With `match_languages`, a retriever skips the datasets whose languages it does not cover.
+    The first retriever evaluated on a dataset is the baseline of its significance tests.
     """
     validate_metrics(config.metrics)
     for kind, names in (("dataset", [d.name for d in datasets]), ("retriever", [r.name for r in retrievers])):
@@ -93,7 +105,7 @@ def evaluate_all(
             f"those metrics see only the top {config.top_k}"
         )
         console.log(f"[yellow]warning[/] {warnings[-1]}")
-    built = {rspec.name: rspec.build() for rspec in retrievers}  # one instance re-indexes each dataset
+    built = {r.name: r.build() for r in retrievers}  # one instance re-indexes each dataset
     for dspec in datasets:
         console.log(f"[bold]{dspec.name}[/]: loading")
         data = load_dataset(dspec, strict=config.strict)
@@ -101,6 +113,9 @@ def evaluate_all(
             console.log(f"[yellow]warning[/] {warning}")
         warnings.extend(data.warnings)
         for rspec in retrievers:
+            if match_languages and not covers(rspec, dspec):
+                console.log(f"{dspec.name}: {rspec.name} skipped (languages {','.join(rspec.languages)})")
+                continue
             retriever = built[rspec.name]
             started = time.perf_counter()
             retriever.index(data, use_cache=config.use_cache)

@@ -62,3 +62,83 @@ def tiny_beir(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_beir():
     return write_beir
+
+
+# --------------------------------------------------------------------------- tiny masked-LMs
+
+TINY_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TINY_WORDS = [
+    # Korean words and syllables (syllables let unknown words split into pieces)
+    "검색", "모델", "한국어", "문서", "이미지", "레이어", "마스크", "도구", "투명", "자르기", "색상", "밝기",
+    "조절", "가", "나", "다", "를", "을", "의", "는", "은", "이", "하", "게", "로", "만", "들", "수",
+    "##를", "##을", "##의", "##는", "##은", "##이", "##다", "##하", "##게", "##로", "##니", "##습", "##려면",
+    # English words and pieces
+    "the", "a", "is", "of", "search", "model", "korean", "document", "image", "layer", "mask", "crop",
+    "tool", "border", "transparent", "makes", "parts", "removes", "brightness", "query",
+    "##s", "##ing", "##ed", "##er", ".", ",", "?", "!",
+]  # fmt: skip
+
+
+def build_tiny_tokenizer():
+    """A WordPiece tokenizer over TINY_WORDS that keeps Hangul syllables whole."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import BertTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(TINY_SPECIALS + TINY_WORDS)}
+    backend = Tokenizer(WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    # strip_accents=False: NFD accent stripping would split Hangul syllables into jamo.
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
+    )
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    # transformers 5 rebuilds the normalizer from these arguments when it reloads the tokenizer.
+    return BertTokenizerFast(
+        tokenizer_object=backend,
+        do_lower_case=True,
+        strip_accents=False,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+
+
+def build_tiny_mlm(vocab_size: int, seed: int = 0, max_positions: int = 128):
+    """A seeded 2-layer BertForMaskedLM with hidden size 32 (a test model, not mBERT)."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+        initializer_range=0.2,
+    )
+    return BertForMaskedLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete SPLADE-doc checkpoint directory of a tiny model, idf from TINY_CORPUS."""
+    from models.checkpoint import save_checkpoint
+    from models.idf import IdfWeights
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_mlm(len(tokenizer))
+    texts = [f"{title} {text}" for title, text in TINY_CORPUS.values()]
+    idf = IdfWeights.from_corpus(texts, tokenizer)
+    out = tmp_path_factory.mktemp("ckpt") / "tiny-splade"
+    return save_checkpoint(out, model, tokenizer, idf, {"name": "tiny test model"}, max_seq_length=64)

@@ -1,7 +1,56 @@
 """Retriever families, one file each; importing this package registers them all."""
 
-from harness.retrievers import bm25  # noqa: F401  (registers the BM25 specs)
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.retrievers import bm25, dense, splade  # importing registers the specs
 from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import get_retriever, register, retriever_registry
 
-__all__ = ["Retriever", "RetrieverSpec", "get_retriever", "register", "retriever_registry"]
+__all__ = [
+    "Retriever",
+    "RetrieverSpec",
+    "bm25",
+    "dense",
+    "get_retriever",
+    "register",
+    "resolve_retriever",
+    "retriever_registry",
+    "splade",
+]
+
+
+def _is_masked_lm(path: Path) -> bool:
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or [])
+
+
+def resolve_retriever(name: str) -> RetrieverSpec:
+    """A registered name; `splade-doc:<dir or hub id>` / `dense:<dir or hub id>`; or a directory.
+
+    A directory holding a masked-LM (config.json architectures *ForMaskedLM) is a SPLADE-doc
+    checkpoint, one with sentence-transformers' modules.json otherwise a dense model.
+    """
+    if name in retriever_registry():
+        return get_retriever(name)
+    if name.startswith("splade-doc:"):
+        return splade.splade_spec(name.removeprefix("splade-doc:"))
+    if name.startswith("dense:"):
+        return dense.dense_spec(name.removeprefix("dense:"))
+    path = Path(name)
+    if path.is_dir():
+        if _is_masked_lm(path):
+            return splade.splade_spec(str(path.resolve()), name=name)
+        if (path / "modules.json").is_file():
+            return dense.dense_spec(str(path.resolve()), name=name)
+        raise HarnessError(f"{path}: neither a masked-LM checkpoint nor a sentence-transformers model")
+    raise HarnessError(
+        f"unknown retriever {name!r}; registered: {', '.join(sorted(retriever_registry()))}; "
+        "or a model directory, splade-doc:<hub id>, dense:<hub id>"
+    )

@@ -1,0 +1,217 @@
+"""SPLADE-doc document encoder over any Hugging Face masked-LM.
+
+A document's vector is, for each vocabulary entry j, the maximum over its (attention-masked)
+token positions of log(1 + ReLU(logit_j)) (SPLADE max pooling; Formal et al., 2021), with the
+tokenizer's special tokens set to 0, as opensearch-py-ml's `NeuralSparseModel` does. The
+optional `l0` activation is log(1 + log(1 + ReLU(x))). Pruning keeps the top k weights, the
+weights at least `ratio` times the vector's maximum, and/or those above a threshold.
+
+Empty (whitespace-only) texts get an empty vector without running the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+__all__ = ["EncodeResult", "ModelLoadError", "Pruning", "SpladeDocEncoder", "load_masked_lm", "splade_pool"]
+
+Activation = Literal["log1p", "l0"]
+
+
+class ModelLoadError(ValueError):
+    """A path or id that does not give a usable masked-LM checkpoint."""
+
+
+def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
+    """(model, fast tokenizer) of a masked-LM directory or Hugging Face id; clear errors otherwise."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    where = str(name_or_path)
+    path = Path(where)
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"{where}: not a checkpoint directory")
+    looks_local = path.is_absolute() or where.startswith(".") or path.exists()
+    if looks_local and not (path / "config.json").is_file():
+        raise ModelLoadError(f"{where}: no config.json; not a Hugging Face checkpoint directory")
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise ModelLoadError(
+            f"{where}: cannot load the model config ({reason}). A Hugging Face id needs the hub "
+            "(unreachable offline); a local checkpoint directory always works"
+        ) from None
+    architectures = list(config.architectures or [])
+    if architectures and not any(a.endswith("ForMaskedLM") for a in architectures):
+        raise ModelLoadError(
+            f"{where}: not a masked-LM checkpoint (architectures: {', '.join(architectures)})"
+        )
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(where)
+        tokenizer = AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{where}: cannot load the masked-LM or its tokenizer ({exc})") from None
+    return model, tokenizer
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """Which weights of a vector to keep; every rule given applies."""
+
+    top_k: int | None = None
+    ratio: float | None = None  # keep w >= ratio * max(w)
+    threshold: float | None = None  # keep w > threshold
+
+    def __post_init__(self) -> None:
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"pruning top_k must be >= 1, got {self.top_k}")
+        if self.ratio is not None and not 0 < self.ratio <= 1:
+            raise ValueError(f"pruning ratio must be in (0, 1], got {self.ratio}")
+        if self.threshold is not None and self.threshold < 0:
+            raise ValueError(f"pruning threshold must be >= 0, got {self.threshold}")
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.top_k, self.ratio, self.threshold))
+
+    def apply(self, weights: torch.Tensor) -> torch.Tensor:
+        """Zero the pruned entries of a (batch, vocab) tensor of non-negative weights."""
+        keep = weights > 0
+        if self.threshold is not None:
+            keep &= weights > self.threshold
+        if self.ratio is not None:
+            keep &= weights >= self.ratio * weights.amax(dim=1, keepdim=True)
+        if self.top_k is not None and self.top_k < weights.shape[1]:
+            kth = weights.topk(self.top_k, dim=1).values[:, -1:]
+            keep &= weights >= kth  # ties at the k-th value are all kept
+        return weights * keep
+
+
+def splade_pool(
+    logits: torch.Tensor, attention_mask: torch.Tensor, activation: Activation = "log1p"
+) -> torch.Tensor:
+    """(batch, length, vocab) logits -> (batch, vocab) max over masked positions of the activation.
+
+    Works in place on `logits` (it is large: length x vocab floats per text).
+    """
+    values = logits.relu_().log1p_()
+    if activation == "l0":
+        values = values.log1p_()
+    values.mul_(attention_mask.unsqueeze(-1).to(values.dtype))
+    return values.amax(dim=1)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    vectors: sp.csr_matrix  # (texts, vocab) float32, in input order
+    truncated: int  # texts longer than max_length tokens (cut to it)
+    tokens: int  # tokens fed to the model, special tokens included
+
+
+class SpladeDocEncoder:
+    """Encode documents into sparse vocabulary vectors with a masked-LM."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_length: int = 512,
+        activation: Activation = "log1p",
+        pruning: Pruning | None = None,
+        device: str | None = None,
+    ) -> None:
+        if activation not in ("log1p", "l0"):
+            raise ValueError(f"activation must be 'log1p' or 'l0', got {activation!r}")
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelLoadError("a fast (Rust) tokenizer is required: save the tokenizer as tokenizer.json")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.max_length = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+        self.activation: Activation = activation
+        self.pruning = pruning or Pruning()
+        self.special_ids = sorted(set(tokenizer.all_special_ids))
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> SpladeDocEncoder:
+        """Load a masked-LM and its tokenizer from a directory or a Hugging Face id."""
+        model, tokenizer = load_masked_lm(name_or_path)
+        return cls(model, tokenizer, **kwargs)
+
+    def _batches(
+        self, ids: list[list[int]], order: np.ndarray, max_tokens: int
+    ) -> Iterator[tuple[np.ndarray, list[list[int]]]]:
+        """Longest first; each batch holds at most `max_tokens` padded tokens."""
+        start = 0
+        while start < len(order):
+            longest = len(ids[order[start]])
+            size = max(1, max_tokens // max(longest, 1))
+            chunk = order[start : start + size]
+            yield chunk, [ids[i] for i in chunk]
+            start += size
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        max_tokens_per_batch: int = 8192,
+        progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    ) -> EncodeResult:
+        """Encode `texts`; `progress(iterable, total_batches)` may wrap the batch loop."""
+        nonempty = [i for i, text in enumerate(texts) if text.strip()]
+        encoded = self.tokenizer(
+            [texts[i] for i in nonempty],
+            truncation=True,
+            max_length=self.max_length,
+            return_overflowing_tokens=True,
+            add_special_tokens=True,
+        )
+        first: dict[int, list[int]] = {}  # sample -> its first (possibly truncated) window
+        overflowed: set[int] = set()
+        for chunk_ids, sample in zip(
+            encoded["input_ids"], encoded["overflow_to_sample_mapping"], strict=True
+        ):
+            if sample in first:
+                overflowed.add(sample)
+            else:
+                first[sample] = chunk_ids
+        ids = [first[s] for s in range(len(nonempty))]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        batches = list(self._batches(ids, order, max_tokens_per_batch))
+        rows: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(texts)
+        vals: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * len(texts)
+        iterator: Iterable[Any] = progress(batches, len(batches)) if progress else batches
+        with torch.inference_mode():
+            for chunk, batch_ids in iterator:
+                weights = self._encode_batch(batch_ids).cpu()
+                for local, index in enumerate(chunk):
+                    nz = torch.nonzero(weights[local]).squeeze(1)
+                    rows[nonempty[index]] = nz.numpy()
+                    vals[nonempty[index]] = weights[local, nz].numpy().astype(np.float32)
+        indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+        matrix = sp.csr_matrix(
+            (np.concatenate(vals), np.concatenate(rows), indptr),
+            shape=(len(texts), self.vocab_size),
+            dtype=np.float32,
+        )
+        return EncodeResult(vectors=matrix, truncated=len(overflowed), tokens=sum(map(len, ids)))
+
+    def _encode_batch(self, batch_ids: list[list[int]]) -> torch.Tensor:
+        padded = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="pt")
+        input_ids = padded["input_ids"].to(self.device)
+        mask = padded["attention_mask"].to(self.device)
+        use_bf16 = self.device.type == "cuda"
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+        weights = splade_pool(logits.float(), mask, self.activation)
+        weights[:, self.special_ids] = 0
+        if self.pruning.active:
+            weights = self.pruning.apply(weights)
+        return weights
