@@ -46,7 +46,7 @@ def main(
     from harness.errors import HarnessError
     from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
     from harness.io import atomic_dir
-    from harness.reports import console_table, flat_results, results_document, write_report
+    from harness.reports import console_table, efficiency_table, flat_results, results_document, write_report
     from harness.retrievers import resolve_retriever, retriever_registry
     from harness.runner import EvalConfig, evaluate_all
 
@@ -84,6 +84,7 @@ def main(
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(console_table(rows, config))
+    console.print(efficiency_table(rows))
     console.print(f"report: {out}")
     if json_out:
         print(json.dumps(flat_results(rows), ensure_ascii=False, indent=1))

@@ -16,6 +16,8 @@ from harness.runner import OK_TOLERANCE, OKISH_TOLERANCE, EvalConfig, Row
 
 __all__ = [
     "console_table",
+    "efficiency_cells",
+    "efficiency_table",
     "flat_results",
     "markdown_report",
     "results_document",
@@ -60,6 +62,36 @@ def table_cells(rows: Sequence[Row], config: EvalConfig) -> tuple[list[str], lis
     return header, cells
 
 
+# efficiency figures a retriever's stats() may give: (key, column header, format)
+EFFICIENCY = (
+    ("doc_active_mean", "doc dims mean", "{:.1f}"),
+    ("doc_active_p99", "doc dims p99", "{:.0f}"),
+    ("query_active_mean", "query dims mean", "{:.1f}"),
+    ("flops", "FLOPS", "{:.3f}"),
+    ("index_bytes", "index MB", "{:.2f}"),
+    ("encode_docs_per_s", "encode docs/s", "{:.1f}"),
+    ("latency_p50_ms", "p50 ms", "{:.2f}"),
+    ("latency_p99_ms", "p99 ms", "{:.2f}"),
+    ("truncated_documents", "truncated docs", "{:.0f}"),
+)
+
+
+def efficiency_cells(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the efficiency table: only the figures some retriever reported."""
+    present = [(key, head, fmt) for key, head, fmt in EFFICIENCY if any(key in r.stats for r in rows)]
+    header = ["dataset", "retriever", *(head for _, head, _ in present)]
+    cells = []
+    for row in rows:
+        values = []
+        for key, _, fmt in present:
+            value = row.stats.get(key)
+            if value is not None and key == "index_bytes":
+                value = value / 1e6
+            values.append("-" if value is None else fmt.format(value))
+        cells.append([row.dataset, row.retriever, *values])
+    return header, cells
+
+
 def _legend(config: EvalConfig) -> str:
     return (
         f"▲/▼: significantly better/worse than the first retriever of the dataset "
@@ -67,6 +99,16 @@ def _legend(config: EvalConfig) -> str:
         f"expected: scores the dataset's YAML expects, OK within {OK_TOLERANCE:g}, "
         f"OKish within {OKISH_TOLERANCE:g}, else FAIL"
     )
+
+
+def efficiency_table(rows: Sequence[Row]) -> Table:
+    header, cells = efficiency_cells(rows)
+    table = Table(title="Efficiency (FLOPS = sum over tokens of p_query(t) x p_document(t))")
+    for name in header:
+        table.add_column(name, justify="left" if name in {"dataset", "retriever"} else "right")
+    for line in cells:
+        table.add_row(*line)
+    return table
 
 
 def console_table(rows: Sequence[Row], config: EvalConfig) -> Table:
@@ -112,6 +154,15 @@ def flat_results(rows: Sequence[Row]) -> list[dict[str, Any]]:
     ]
 
 
+def _markdown_table(header: list[str], cells: list[list[str]]) -> list[str]:
+    aligns = ["---" if name in {"dataset", "split", "retriever"} else "---:" for name in header]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(aligns) + "|",
+        *("| " + " | ".join(line) + " |" for line in cells),
+    ]
+
+
 def markdown_report(doc: dict[str, Any], rows: Sequence[Row], config: EvalConfig) -> str:
     header, cells = table_cells(rows, config)
     lines = [
@@ -120,11 +171,13 @@ def markdown_report(doc: dict[str, Any], rows: Sequence[Row], config: EvalConfig
         f"Created {doc['created']} at git revision `{doc['git_revision']}` in {doc['elapsed_s']:.1f} s; "
         f"top {config.top_k} per query.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
-        *("| " + " | ".join(line) + " |" for line in cells),
+        *_markdown_table(header, cells),
         "",
         _legend(config) + ".",
+        "",
+        "## Efficiency",
+        "",
+        *_markdown_table(*efficiency_cells(rows)),
         "",
         "## Datasets",
         "",

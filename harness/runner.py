@@ -120,6 +120,10 @@ def evaluate_all(
             started = time.perf_counter()
             retriever.index(data, use_cache=config.use_cache)
             index_s = time.perf_counter() - started
+            truncated = int(retriever.stats().get("truncated_documents", 0))
+            if truncated:
+                warnings.append(f"{dspec.name}: {rspec.name} truncated {truncated} documents")
+                console.log(f"[yellow]warning[/] {warnings[-1]}")
             for split in dspec.splits:
                 queries = data.split_queries(split)
                 started = time.perf_counter()

@@ -90,3 +90,28 @@ def test_help_is_instant_without_heavy_imports() -> None:
     code = f"import sys, evaluate; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_model_directory_and_idf_command(tiny_checkpoint: Path, tiny_beir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    model = Path(shutil.copytree(tiny_checkpoint, tmp_path / "model"))
+    (model / "idf.json").unlink()
+    out = tmp_path / "report"
+    args = ["--dataset", str(tiny_beir), "--model", "bm25-plain", "--model", str(model), "--output", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "idf.json not found" in " ".join(result.output.split())
+    result = runner.invoke(
+        app, ["idf", "--model", str(model), "--dataset", str(tiny_beir)], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "keys not round-tripping to an id" in result.output and (model / "idf.json").is_file()
+    again = runner.invoke(app, ["idf", "--model", str(model), "--dataset", str(tiny_beir)])
+    assert again.exit_code == 2 and "exists; pass --force" in " ".join(again.output.split())
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results.json").read_text())
+    splade_row = doc["results"][1]
+    assert splade_row["retriever"] == str(model) and splade_row["spec"]["family"] == "splade-doc"
+    assert {"doc_active_mean", "query_active_mean", "flops", "latency_p50_ms"} <= set(splade_row["stats"])
+    assert "## Efficiency" in (out / "report.md").read_text()
