@@ -31,11 +31,18 @@ def main(
     stat_test: Annotated[str, typer.Option(help="Significance test: student or fisher.")] = "student",
     max_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="p-value threshold.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the randomisation test.")] = 42,
+    leaderboard: Annotated[
+        Path | None,
+        typer.Option(
+            help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."
+        ),
+    ] = None,
 ) -> None:
     """Without a sub-command: evaluate (default: the default retrievers on the embedded tasks)."""
     if ctx.invoked_subcommand is not None:
         return
     import json
+    import sqlite3
     import time
     from datetime import datetime
 
@@ -46,6 +53,7 @@ def main(
     from harness.errors import HarnessError
     from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
     from harness.io import atomic_dir
+    from harness.leaderboard import Leaderboard, default_path
     from harness.reports import console_table, efficiency_table, flat_results, results_document, write_report
     from harness.retrievers import resolve_retriever, retriever_registry
     from harness.runner import EvalConfig, evaluate_all
@@ -85,7 +93,20 @@ def main(
         raise typer.Exit(2) from None
     console.print(console_table(rows, config))
     console.print(efficiency_table(rows))
-    console.print(f"report: {out}")
+    console.print(f"report: {escape(str(out))}")
+    board = leaderboard or default_path()
+    try:
+        with Leaderboard(board) as db:
+            ids = db.record(rows, out, git_revision=doc["git_revision"], versions=doc["versions"])
+    except (HarnessError, sqlite3.Error) as exc:
+        message = str(exc) if isinstance(exc, HarnessError) else f"{board}: {exc}"
+        console.print(
+            f"[red]error:[/] the report is written but not recorded in the leaderboard: {escape(message)}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
+    plural = "" if len(ids) == 1 else "s"
+    console.print(f"leaderboard: {len(ids)} row{plural} recorded in {escape(str(board))}")
     if json_out:
         print(json.dumps(flat_results(rows), ensure_ascii=False, indent=1))
 
@@ -190,6 +211,82 @@ def idf_command(
         missing = f"{report.missing_query_tokens:,} / {report.query_tokens:,} ({report.missing_share:.1%})"
         table.add_row("query tokens missing from idf.json (weight 1.0)", missing, "")
         console.print(table)
+
+
+@app.command("leaderboard")
+def leaderboard_command(
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only this dataset.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
+    metric: Annotated[str, typer.Option(help="Rank by this metric.")] = "ndcg@10",
+    limit: Annotated[int | None, typer.Option(min=1, help="Show the top N rows.")] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."
+        ),
+    ] = None,
+) -> None:
+    """Rank every recorded evaluation (evaluate.py runs and training checkpoints) by a metric."""
+    import os
+    import sqlite3
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from harness.console import console
+    from harness.errors import HarnessError
+    from harness.leaderboard import Leaderboard, default_path, metric_names
+
+    path = db or default_path()
+    if not path.exists():
+        console.print(f"no leaderboard at {escape(str(path))} yet: `python evaluate.py` records one")
+        return
+    try:
+        with Leaderboard(path) as board:
+            ranked = board.ranking(dataset=dataset, split=split, metric=metric, limit=limit)
+    except (HarnessError, sqlite3.Error) as exc:
+        message = str(exc) if isinstance(exc, HarnessError) else f"{path}: {exc}"
+        console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not ranked:
+        where = " and ".join(f"{k} {v}" for k, v in (("dataset", dataset), ("split", split)) if v)
+        console.print(
+            f"the leaderboard {escape(str(path))} holds no evaluations"
+            + (f" of {escape(where)}" if where else "")
+        )
+        return
+    others = [m for m in metric_names(ranked) if m != metric][:3]
+    table = Table(
+        title=f"Leaderboard by {escape(metric)} ({escape(str(path))})",
+        caption="★: the best checkpoint of its training run on that dataset split",
+    )
+    for name in ("rank", "★", "model", "run/step", "dataset", "split", metric, *others, "created (UTC)"):
+        justify = "right" if name in {"rank", metric, *others} else "left"
+        style = "bold" if name == metric else None
+        wrap = name in {"model", "run/step"}  # long checkpoint paths fold; figures never do
+        table.add_column(escape(name), justify=justify, style=style, overflow="fold", no_wrap=not wrap)
+    for rank, row in enumerate(ranked, start=1):
+        run = "-"
+        if row["run_id"] is not None:
+            run = row["run_id"] + (f"/{row['step']}" if row["step"] is not None else "")
+            if row["checkpoint_kind"] not in (None, "step"):
+                run += f" ({row['checkpoint_kind']})"
+        values = [row["metrics"].get(m) for m in (metric, *others)]
+        table.add_row(
+            str(rank),
+            "★" if row["is_best_of_run"] else "",
+            escape(row["model"]),
+            escape(run),
+            escape(row["dataset"]),
+            escape(row["split"]),
+            *("-" if v is None else f"{v:.4f}" for v in values),
+            row["created"][:19].replace("T", " "),
+        )
+    out = Console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 160  # piped: wide enough for checkpoint paths, as the logs are
+    out.print(table)
 
 
 if __name__ == "__main__":

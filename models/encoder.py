@@ -95,17 +95,23 @@ class Pruning:
 
 
 def splade_pool(
-    logits: torch.Tensor, attention_mask: torch.Tensor, activation: Activation = "log1p"
+    logits: torch.Tensor, attention_mask: torch.Tensor, activation: Activation = "log1p", inplace: bool = True
 ) -> torch.Tensor:
     """(batch, length, vocab) logits -> (batch, vocab) max over masked positions of the activation.
 
-    Works in place on `logits` (it is large: length x vocab floats per text).
+    In place on `logits` by default (they are large: length x vocab floats per text); training,
+    which needs the gradient, passes `inplace=False`.
     """
-    values = logits.relu_().log1p_()
+    mask = attention_mask.unsqueeze(-1).to(logits.dtype)
+    if inplace:
+        values = logits.relu_().log1p_()
+        if activation == "l0":
+            values = values.log1p_()
+        return values.mul_(mask).amax(dim=1)
+    values = torch.log1p(torch.relu(logits))
     if activation == "l0":
-        values = values.log1p_()
-    values.mul_(attention_mask.unsqueeze(-1).to(values.dtype))
-    return values.amax(dim=1)
+        values = torch.log1p(values)
+    return (values * mask).amax(dim=1)
 
 
 @dataclass(frozen=True)

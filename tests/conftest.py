@@ -13,6 +13,7 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """No test reads or writes the user's cache."""
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("WORKBENCH_CACHE", str(path))
+    monkeypatch.setenv("WORKBENCH_LEADERBOARD", str(tmp_path_factory.mktemp("board") / "leaderboard.sqlite"))
     return path
 
 

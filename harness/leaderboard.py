@@ -1,0 +1,336 @@
+"""The evaluation leaderboard: every evaluation ever run, one SQLite row per dataset split x retriever.
+
+`python evaluate.py` records each evaluation here, and a training run records each checkpoint it
+evaluates, possibly at the same time. The database is opened in WAL mode with a busy timeout:
+readers never block writers, and a writer that finds the database locked by another one waits
+(up to `BUSY_TIMEOUT_S`) instead of failing, so concurrent processes lose nothing. All rows of
+one evaluation go in with one transaction, so a reader sees an evaluation whole or not at all.
+
+JSON columns (metrics, stats, versions) hold strict JSON: non-finite floats are stored as null,
+so that SQLite's own `json_extract` can read them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.runner import Row
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "CHECKPOINT_KINDS",
+    "SCHEMA_VERSION",
+    "Leaderboard",
+    "default_path",
+    "metric_names",
+]
+
+SCHEMA_VERSION = 1  # kept in PRAGMA user_version
+BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another one before "database is locked"
+CHECKPOINT_KINDS = ("step", "best", "final")
+
+_SCHEMA = (
+    """
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created TEXT NOT NULL,               -- UTC, ISO 8601
+        model TEXT NOT NULL,                 -- retriever name or checkpoint path
+        model_hash TEXT,
+        family TEXT,
+        run_id TEXT,                         -- training run; NULL for evaluate.py runs
+        step INTEGER,
+        checkpoint_kind TEXT CHECK (checkpoint_kind IS NULL OR checkpoint_kind IN ('step', 'best', 'final')),
+        config_hash TEXT,
+        dataset TEXT NOT NULL,
+        split TEXT NOT NULL,
+        dataset_checksum TEXT NOT NULL,
+        n_queries INTEGER,
+        metrics TEXT NOT NULL,               -- JSON object: metric -> mean value
+        stats TEXT NOT NULL,                 -- JSON object: efficiency figures
+        per_query_path TEXT NOT NULL,        -- results.json / report directory with per-query values
+        git_revision TEXT,
+        versions TEXT                        -- JSON object: library -> version
+    )
+    """,
+    "CREATE INDEX evaluations_dataset_split ON evaluations (dataset, split)",
+    "CREATE INDEX evaluations_run ON evaluations (run_id)",
+)
+
+# the columns record() fills, in order (id is assigned by SQLite)
+_COLUMNS = (
+    "created",
+    "model",
+    "model_hash",
+    "family",
+    "run_id",
+    "step",
+    "checkpoint_kind",
+    "config_hash",
+    "dataset",
+    "split",
+    "dataset_checksum",
+    "n_queries",
+    "metrics",
+    "stats",
+    "per_query_path",
+    "git_revision",
+    "versions",
+)
+_JSON_COLUMNS = ("metrics", "stats", "versions")
+_INSERT = f"INSERT INTO evaluations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+def default_path() -> Path:
+    """`$WORKBENCH_LEADERBOARD` if set, else `reports/leaderboard.sqlite` in the repository."""
+    env = os.environ.get("WORKBENCH_LEADERBOARD")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[1] / "reports" / "leaderboard.sqlite"
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(_finite(value), ensure_ascii=False, allow_nan=False)
+
+
+class Leaderboard:
+    """A leaderboard database, created with its schema where the file does not exist yet.
+
+    Use as a context manager (or call `close`). A file that is not a SQLite database, a SQLite
+    database that is not a leaderboard, or one of another schema version raises HarnessError.
+    """
+
+    def __init__(self, path: Path | str, timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise HarnessError(f"{self.path}: is a directory, not a leaderboard database")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions; record() opens its own
+            self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise HarnessError(f"{self.path}: cannot open the leaderboard ({exc})") from None
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._open_schema()
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        except HarnessError:
+            self._conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise HarnessError(f"{self.path}: not a usable leaderboard database ({exc})") from None
+        self._conn.row_factory = sqlite3.Row
+
+    def _open_schema(self) -> None:
+        """Check the schema version; create the schema in a file that has none yet."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]  # reads the header
+        if version == SCHEMA_VERSION:
+            return
+        if version != 0:
+            raise HarnessError(
+                f"{self.path}: leaderboard schema version {version}, this code reads version {SCHEMA_VERSION}"
+            )
+        # a new (or empty) file: create the schema, unless another process just did
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                tables = [
+                    r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                ]
+                if tables:
+                    raise HarnessError(
+                        f"{self.path}: a SQLite database but not a leaderboard (tables {', '.join(tables)})"
+                    )
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise HarnessError(
+                    f"{self.path}: leaderboard schema version {version}, "
+                    f"this code reads version {SCHEMA_VERSION}"
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ connection
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Leaderboard({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ writing
+
+    def record(
+        self,
+        rows: Iterable[Row],
+        report_dir: Path | str,
+        *,
+        run_id: str | None = None,
+        step: int | None = None,
+        checkpoint_kind: str | None = None,
+        config_hash: str | None = None,
+        model_hash: str | None = None,
+        git_revision: str | None = None,
+        versions: dict[str, str] | None = None,
+    ) -> list[int]:
+        """Insert the rows of one evaluation in one transaction; returns their ids.
+
+        `report_dir` (the report directory or results.json holding the per-query values) is
+        stored as an absolute path. `run_id`, `step` and `checkpoint_kind` ('step', 'best' or
+        'final') name a training run's checkpoint; they stay NULL for `evaluate.py` runs.
+        A locked database is waited for (busy timeout); any other SQLite error is raised.
+        """
+        if checkpoint_kind is not None and checkpoint_kind not in CHECKPOINT_KINDS:
+            raise HarnessError(
+                f"checkpoint kind {checkpoint_kind!r}; valid: {', '.join(CHECKPOINT_KINDS)} or None"
+            )
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise HarnessError(f"step must be an integer or None, not {step!r}")
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        per_query_path = str(Path(report_dir).resolve())
+        values = [
+            (
+                created,
+                row.retriever,
+                model_hash,
+                row.spec.get("family"),
+                run_id,
+                step,
+                checkpoint_kind,
+                config_hash,
+                row.dataset,
+                row.split,
+                row.dataset_checksum,
+                row.n_queries,
+                _json(row.metrics),
+                _json(row.stats),
+                per_query_path,
+                git_revision,
+                _json(versions),
+            )
+            for row in rows
+        ]
+        if not values:
+            return []
+        # IMMEDIATE takes the write lock at once (waiting under the busy timeout if another
+        # writer holds it), so the transaction never has to upgrade a read lock and fail
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [int(self._conn.execute(_INSERT, value).lastrowid or 0) for value in values]
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        return ids
+
+    # ------------------------------------------------------------------ reading
+
+    def count(self) -> int:
+        """The number of rows (dataset split x retriever evaluations) recorded."""
+        return int(self._conn.execute("SELECT count(*) FROM evaluations").fetchone()[0])
+
+    def rows(self, dataset: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+        """Every row (optionally of one dataset and split) in insertion order, JSON decoded."""
+        query = "SELECT * FROM evaluations WHERE 1 = 1"
+        params: list[str] = []
+        if dataset is not None:
+            query += " AND dataset = ?"
+            params.append(dataset)
+        if split is not None:
+            query += " AND split = ?"
+            params.append(split)
+        decoded = []
+        for record in self._conn.execute(query + " ORDER BY id", params):
+            row = dict(record)
+            for column in _JSON_COLUMNS:
+                if row[column] is not None:
+                    row[column] = json.loads(row[column])
+            decoded.append(row)
+        return decoded
+
+    def ranking(
+        self,
+        dataset: str | None = None,
+        split: str | None = None,
+        metric: str = "ndcg@10",
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows sorted by `metric`, best first (ties: earliest recorded first).
+
+        Rows lacking the metric are left out. Each row has its columns decoded (metrics, stats
+        and versions as dicts) and `is_best_of_run`: whether it has the highest value of the
+        metric among the rows of the same training run, dataset and split (ties are all best;
+        always False outside a training run). An empty selection gives []; a metric that no
+        selected row has raises HarnessError listing the metrics present.
+        """
+        if limit is not None and limit < 1:
+            raise HarnessError(f"limit must be positive, not {limit}")
+        rows = self.rows(dataset, split)
+        scored = [r for r in rows if isinstance(r["metrics"].get(metric), int | float)]
+        if rows and not scored:
+            present = sorted({m for r in rows for m in r["metrics"]})
+            raise HarnessError(
+                f"{self.path}: no evaluation has metric {metric!r}; metrics present: {', '.join(present)}"
+            )
+        best: dict[tuple[str, str, str], float] = {}
+        for r in scored:
+            if r["run_id"] is not None:
+                key = (r["run_id"], r["dataset"], r["split"])
+                best[key] = max(best.get(key, -math.inf), r["metrics"][metric])
+        for r in scored:
+            key = (r["run_id"], r["dataset"], r["split"])
+            r["is_best_of_run"] = r["run_id"] is not None and r["metrics"][metric] == best[key]
+        scored.sort(key=lambda r: (-r["metrics"][metric], r["id"]))
+        return scored[:limit] if limit is not None else scored
+
+
+def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Metric names of `rows`, the most frequent first (ties: first seen first)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for name in row["metrics"]:
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(counts, key=lambda name: -counts[name])

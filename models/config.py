@@ -1,0 +1,114 @@
+"""Typed training configuration, loaded from YAML: unknown keys and bad values are errors naming the key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "LossConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "TrainingConfig",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    base: str = "bert-base-multilingual-cased"  # directory, hub id, or a named offline model
+    max_length: int = Field(256, ge=8, le=8192)
+    activation: Literal["log1p", "l0"] = "log1p"
+    idf: str = "corpus"  # corpus: computed on the training documents; base: the base's idf.json; or a path
+    trainable_idf: bool = False
+
+
+class DataConfig(_Section):
+    train: list[str] = Field(min_length=1)  # registered datasets / BEIR directories (their train qrels)
+    split: str = "train"
+    hard_negatives: int = Field(1, ge=0, le=64)  # per query, mined by `negatives_retriever`
+    negatives_retriever: str = "bm25-ko"
+    negatives_depth: int = Field(30, ge=1)  # mined among this many top results, skipping positives
+    max_pairs: int | None = Field(None, ge=1)  # sample at most this many pairs (seeded)
+
+
+class LossConfig(_Section):
+    temperature: float = Field(1.0, gt=0)
+    lambda_flops: float = Field(1e-3, ge=0)
+    flops_warmup_steps: int = Field(100, ge=0)
+    lambda_idf: float = Field(0.0, ge=0)
+    l0_threshold: int | None = Field(None, ge=1)  # regularise only documents with more active dims
+    distill: Literal["none", "kl", "margin_mse"] = "none"
+    distill_weight: float = Field(1.0, ge=0)
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(100, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    bf16: Literal["auto", "on", "off"] = "auto"  # auto: BF16 autocast on CUDA, fp32 on CPU
+    save_every: int = Field(50, ge=1)
+    log_every: int = Field(10, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+
+
+class EvalConfig(_Section):
+    datasets: list[str] = Field(default_factory=list)
+    metric: str = "ndcg@10"  # picks best_model/
+    top_k: int = Field(100, ge=1)
+
+
+class TrainingConfig(_Section):
+    name: str = Field(min_length=1)
+    seed: int = 42
+    output_dir: Path
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.eval.datasets and self.train.save_every > self.train.max_steps:
+            raise ValueError("train.save_every exceeds train.max_steps: no checkpoint would be evaluated")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TrainingConfig:
+        try:
+            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the configuration ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"{path}: {problems}") from None
+
+    def fingerprint(self) -> str:
+        """Hash of the whole configuration: the same config trains the same model."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
