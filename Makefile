@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 # CUDA build). On a GPU machine: make TORCH=torch run
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint bench clean
+.PHONY: setup run test bench train-tiny train-baseline train-pretrain leaderboard info clean
+
+setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,26 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bm25_throughput.py
+	$(PY) benchmarks/sparse_search.py
+	$(PY) benchmarks/train_throughput.py
+
+# training: every saved checkpoint is evaluated and lands on the leaderboard
+train-tiny: $(VENV)/.installed
+	$(PY) train.py --config configs/tiny_cpu.yaml
+	$(PY) evaluate.py leaderboard --dataset gimp-en
+
+train-baseline: $(VENV)/.installed
+	$(PY) train.py --config configs/baseline_dgx.yaml
+
+train-pretrain: $(VENV)/.installed
+	$(PY) train.py --config configs/pretrain_korean.yaml
+
+leaderboard: $(VENV)/.installed
+	$(PY) evaluate.py leaderboard
+
+info: $(VENV)/.installed
+	@$(PY) -c "import platform, torch; print('python', platform.python_version(), '| torch', torch.__version__, '| cuda', torch.cuda.is_available())"
+	$(PY) evaluate.py list
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache outputs

@@ -1,0 +1,129 @@
+"""What `train.py` needs from the harness: training examples from registered datasets (with hard
+negatives mined by a harness retriever), the base model's location, and the checkpoint hook that
+evaluates each saved checkpoint with the same code as `evaluate.py` and stores it on the leaderboard.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness.console import console
+from harness.datasets import dataset_registry, load_dataset, resolve_dataset
+from harness.errors import HarnessError
+from harness.io import atomic_dir
+from harness.provenance import git_revision, library_versions
+from harness.reports import results_document, write_report
+from harness.retrievers import resolve_retriever
+from harness.retrievers.splade import cassette_model_dir, splade_spec
+from harness.runner import EvalConfig, evaluate_all
+from models.config import TrainingConfig
+from models.trainer import Example
+
+__all__ = ["BASE_MODELS", "build_examples", "checkpoint_evaluator", "resolve_base_model"]
+
+# named base models that work offline (a config's model.base may name one)
+BASE_MODELS: dict[str, Callable[[], str]] = {"splade-en-tiny": cassette_model_dir}
+
+
+def resolve_base_model(base: str) -> str:
+    """A named offline model's directory; anything else (directory or hub id) as given."""
+    return BASE_MODELS[base]() if base in BASE_MODELS else base
+
+
+def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], dict[str, str]]:
+    """(examples, every training document's text for idf, dataset name -> checksum).
+
+    Each judged (query, document) pair of the training split with relevance > 0 is an example;
+    its hard negatives are the top documents of `negatives_retriever` that are not judged
+    relevant, in rank order, topped up with random documents (seeded; counted in the log) when the
+    retriever finds too few. `max_pairs` samples pairs with the config's seed.
+    """
+    registry = dataset_registry()
+    examples: list[Example] = []
+    corpus_texts: list[str] = []
+    checksums: dict[str, str] = {}
+    data_cfg = config.data
+    for name in data_cfg.train:
+        spec = resolve_dataset(name, registry)
+        data = load_dataset(spec.model_copy(update={"splits": [data_cfg.split]}))
+        checksums[spec.name] = data.checksum
+        corpus_texts.extend(doc.full_text for doc in data.corpus.values())
+        qrels = data.qrels[data_cfg.split]
+        pairs = [
+            (qid, doc)
+            for qid, docs in qrels.items()
+            for doc, rel in docs.items()
+            if rel > 0 and doc in data.corpus
+        ]
+        negatives: dict[str, list[str]] = {}
+        if data_cfg.hard_negatives:
+            retriever = resolve_retriever(data_cfg.negatives_retriever).build()
+            retriever.index(data)
+            ranking = retriever.search({qid: data.queries[qid] for qid in qrels}, data_cfg.negatives_depth)
+            for qid, doc_ids, _ in ranking.items():
+                judged = {d for d, rel in qrels[qid].items() if rel > 0}
+                negatives[qid] = [d for d in doc_ids if d not in judged][: data_cfg.hard_negatives]
+        doc_ids = list(data.corpus)
+        rng = random.Random(config.seed)
+        topped_up = 0
+        for qid, doc in pairs:
+            mined = negatives.get(qid, [])
+            judged = {d for d, rel in qrels[qid].items() if rel > 0}
+            while len(mined) < data_cfg.hard_negatives and len(doc_ids) > len(judged) + len(mined):
+                candidate = rng.choice(doc_ids)  # too few hard ones: random documents fill the layout
+                if candidate not in judged and candidate not in mined:
+                    mined = [*mined, candidate]
+                    topped_up += 1
+            if len(mined) < data_cfg.hard_negatives:
+                raise HarnessError(f"{spec.name}: too few documents for {data_cfg.hard_negatives} negatives")
+            examples.append(
+                Example(
+                    query=data.queries[qid],
+                    positive=data.corpus[doc].full_text,
+                    negatives=tuple(data.corpus[d].full_text for d in mined),
+                )
+            )
+        console.log(f"{spec.name}: {len(pairs)} training pairs, {topped_up} random negatives topped up")
+    if not examples:
+        raise HarnessError(
+            f"no training examples in the {data_cfg.split!r} split of {', '.join(data_cfg.train)}"
+        )
+    if data_cfg.max_pairs and len(examples) > data_cfg.max_pairs:
+        examples = random.Random(config.seed).sample(examples, data_cfg.max_pairs)
+    return examples, corpus_texts, checksums
+
+
+def checkpoint_evaluator(
+    config: TrainingConfig, run_id: str, record: Callable[..., Any] | None = None
+) -> Callable[[Path, int, str], dict[str, float] | None]:
+    """The trainer's on_checkpoint hook: evaluate on the config's datasets, report, record.
+
+    `record(rows, report_dir, run_id=..., step=..., checkpoint_kind=..., config_hash=...)` stores
+    the rows (the leaderboard); the mean of the configured metric over the datasets is returned.
+    """
+    registry = dataset_registry()
+    datasets = [resolve_dataset(name, registry) for name in config.eval.datasets]
+    eval_config = EvalConfig(metrics=tuple(dict.fromkeys([config.eval.metric, "ndcg@10", "recall@100"])),
+                             top_k=config.eval.top_k)  # fmt: skip
+
+    def evaluate_checkpoint(path: Path, step: int, kind: str) -> dict[str, float] | None:
+        if not datasets:
+            return None
+        spec = splade_spec(str(path), name=f"{run_id}@{step}")
+        report_dir = path / "evaluation"
+        with atomic_dir(report_dir) as tmp:
+            rows, warnings = evaluate_all(datasets, [spec], eval_config, tmp)
+            write_report(tmp, results_document(rows, eval_config, warnings, 0.0), rows, eval_config)
+        if record is not None:
+            provenance = {"git_revision": git_revision(), "versions": library_versions()}
+            record(rows, report_dir, run_id=run_id, step=step, checkpoint_kind=kind,
+                   config_hash=config.fingerprint(), **provenance)  # fmt: skip
+        values = [row.metrics[config.eval.metric] for row in rows]
+        mean = sum(values) / len(values)
+        console.log(f"step {step} ({kind}): mean {config.eval.metric} {mean:.4f} over {len(values)} datasets")
+        return {config.eval.metric: mean}
+
+    return evaluate_checkpoint

@@ -1,0 +1,382 @@
+"""The SPLADE-doc trainer: one code path for one process and for `torchrun` (DistributedDataParallel).
+
+Each step takes a global batch of (query, positive, hard negatives) examples; every rank encodes
+its share of the documents, the document vectors are gathered across ranks (with gradients) so
+that every query sees every document of the global batch as an in-batch negative. Queries are
+idf-weighted token indicators (no model). AdamW, linear warm-up then linear decay, gradient
+accumulation, clipping, BF16 autocast on CUDA and fp32 on CPU, seeded.
+
+Checkpoints every `save_every` steps hold a complete checkpoint directory (what `evaluate.py
+--model` and the OpenSearch export read) plus `trainer_state.pt` (optimizer, scheduler, RNG states,
+data position): `resume=True` continues exactly where the latest one stopped. A non-finite loss or
+gradient stops the run (the last good checkpoint stays); Ctrl-C saves a checkpoint first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from models.checkpoint import save_checkpoint
+from models.config import TrainingConfig
+from models.encoder import splade_pool
+from models.idf import IdfWeights
+from models.losses import build_loss
+
+__all__ = ["Example", "NonFiniteError", "TrainResult", "Trainer"]
+
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training query with its positive document, hard negatives and optional teacher scores."""
+
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+    teacher_scores: tuple[float, ...] | None = None  # positive first, then the negatives
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the gradients stopped being finite."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    best_metric: float | None
+    best_step: int | None
+    checkpoints: list[Path] = field(default_factory=list)
+
+
+# a checkpoint hook: (checkpoint directory, step, kind 'step' | 'final') -> evaluation metrics or None
+CheckpointHook = Callable[[Path, int, str], dict[str, float] | None]
+
+
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """All ranks' rows, in rank order; the local rows keep their gradient."""
+    _, world = _rank_world()
+    if world == 1:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor), dim=0)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        model: Any,
+        tokenizer: Any,
+        idf: IdfWeights,
+        examples: Sequence[Example],
+        on_checkpoint: CheckpointHook | None = None,
+        log: Callable[[dict[str, float]], None] | None = None,
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
+        if not examples:
+            raise ValueError("no training examples")
+        negatives = {len(e.negatives) for e in examples}
+        if len(negatives) != 1:
+            raise ValueError(
+                f"every example needs the same number of hard negatives, found {sorted(negatives)}"
+            )
+        self.config, self.tokenizer, self.idf = config, tokenizer, idf
+        self.examples = list(examples)
+        self.n_negatives = negatives.pop()
+        self.on_checkpoint, self.log = on_checkpoint, log
+        self.manifest = manifest or {}
+        self.rank, self.world = _rank_world()
+        if config.train.batch_size % self.world:
+            raise ValueError(
+                f"train.batch_size {config.train.batch_size} is not a multiple of {self.world} ranks"
+            )
+        self.device = torch.device(
+            f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        )
+        self.use_bf16 = config.train.bf16 == "on" or (
+            config.train.bf16 == "auto" and self.device.type == "cuda"
+        )
+        self.model = model.to(self.device).train()
+        self.module = self.model
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(self.module)
+        self.idf_weights = torch.nn.Parameter(
+            torch.tensor(idf.weights, device=self.device), requires_grad=config.model.trainable_idf
+        )
+        self.special_ids = sorted(set(tokenizer.all_special_ids))
+        special = torch.ones(len(tokenizer), device=self.device)
+        special[self.special_ids] = 0
+        self.special_mask = special
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        groups = [{"params": params, "weight_decay": config.train.weight_decay}]
+        if config.model.trainable_idf:
+            groups.append({"params": [self.idf_weights], "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.train.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.loss_fn = build_loss(config.loss, self.idf_weights)
+        self.step = 0
+        self.data_rng = np.random.default_rng(config.seed)
+        self.order = self.data_rng.permutation(len(self.examples))
+        self.position = 0
+        self.best_metric: float | None = None
+        self.best_step: int | None = None
+
+    # ------------------------------------------------------------------ schedule and data
+
+    def _lr_factor(self, step: int) -> float:
+        warm, total = self.config.train.warmup_steps, self.config.train.max_steps
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    def _next_batch(self) -> list[Example]:
+        """The next global batch in a seeded order (a new permutation each epoch)."""
+        batch = []
+        for _ in range(self.config.train.batch_size):
+            if self.position >= len(self.order):
+                self.order = self.data_rng.permutation(len(self.examples))
+                self.position = 0
+            batch.append(self.examples[self.order[self.position]])
+            self.position += 1
+        return batch
+
+    # ------------------------------------------------------------------ model pieces
+
+    def query_vectors(self, queries: Sequence[str]) -> torch.Tensor:
+        """[B, V]: idf weight of each distinct non-special token of each query."""
+        indicator = torch.zeros(len(queries), len(self.tokenizer), device=self.device)
+        for row, text in enumerate(queries):
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if ids:
+                indicator[row, torch.tensor(ids, device=self.device)] = 1.0
+        # relu: a trainable idf turned negative must not subtract from scores (OpenSearch tuning sample)
+        return indicator * self.special_mask * torch.relu(self.idf_weights)
+
+    def document_vectors(self, texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+        """([N, V] SPLADE document vectors, differentiable; number of tokens fed to the model)."""
+        enc = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.config.model.max_length,
+            padding=True,
+            return_tensors="pt",
+        ).to(self.device)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        pooled = splade_pool(
+            logits.float(), enc["attention_mask"], self.config.model.activation, inplace=False
+        )
+        return pooled * self.special_mask, int(enc["attention_mask"].sum())
+
+    def _micro_step(self, batch: Sequence[Example]) -> tuple[dict[str, torch.Tensor], int]:
+        """Loss parts of one micro-batch (this rank's share), backward included, and its tokens."""
+        share = len(batch) // self.world
+        local = batch[self.rank * share : (self.rank + 1) * share]
+        docs = [text for e in local for text in (e.positive, *e.negatives)]
+        d_local, tokens = self.document_vectors(docs)
+        d_all = _gather_with_grad(d_local)
+        q = self.query_vectors([e.query for e in local])
+        teacher = None
+        if local[0].teacher_scores is not None:
+            teacher = torch.tensor([e.teacher_scores for e in local], device=self.device, dtype=torch.float32)
+        out = self.loss_fn(
+            queries=q,
+            documents=d_all,
+            local_documents=d_local,
+            positive_offset=self.rank * share * (1 + self.n_negatives),
+            n_negatives=self.n_negatives,
+            teacher_scores=teacher,
+            step=self.step + 1,  # the update being computed: the regularizer's warm-up is already under way
+        )
+        (out.total / self.config.train.grad_accum).backward()
+        return {"loss": out.total.detach(), **{k: v.detach() for k, v in out.parts.items()}}, tokens
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoint_dir(self, step: int) -> Path:
+        return Path(self.config.output_dir) / "checkpoints" / f"step-{step:07d}"
+
+    def _save(self, path: Path, kind: str) -> Path:
+        """A complete checkpoint directory, plus the trainer state for resuming."""
+        idf = IdfWeights(self.idf_weights.detach().cpu().numpy(), self.tokenizer)
+        manifest = self.manifest | {
+            "training_config": self.config.model_dump(mode="json"),
+            "config_hash": self.config.fingerprint(),
+            "step": self.step,
+            "kind": kind,
+        }
+        save_checkpoint(
+            path, self.module, self.tokenizer, idf, manifest, max_seq_length=self.config.model.max_length
+        )
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            # the saved MLM bias of special tokens is -1e4 (see models.checkpoint): keep the trained values
+            "special_bias": self.module.get_output_embeddings().bias[self.special_ids].detach().cpu(),
+            "idf_weights": self.idf_weights.detach().cpu(),
+            "data": {
+                "rng": self.data_rng.bit_generator.state,
+                "order": self.order,
+                "position": self.position,
+            },
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+            "best": {"metric": self.best_metric, "step": self.best_step},
+        }
+        torch.save(state, path / STATE_FILE)
+        return path
+
+    def latest_checkpoint(self) -> Path | None:
+        root = Path(self.config.output_dir) / "checkpoints"
+        found = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
+        return found[-1] if found else None
+
+    def resume_from(self, path: Path) -> None:
+        """Restore model, optimizer, scheduler, RNG states and data position of a checkpoint."""
+        state = torch.load(path / STATE_FILE, map_location=self.device, weights_only=False)
+        saved = type(self.module).from_pretrained(path)
+        self.module.load_state_dict(saved.state_dict())
+        with torch.no_grad():
+            self.module.get_output_embeddings().bias[self.special_ids] = state["special_bias"].to(self.device)
+            self.idf_weights.copy_(state["idf_weights"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        self.data_rng.bit_generator.state = state["data"]["rng"]
+        self.order, self.position = state["data"]["order"], state["data"]["position"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.best_metric, self.best_step = state["best"]["metric"], state["best"]["step"]
+
+    def _prune(self) -> None:
+        root = Path(self.config.output_dir) / "checkpoints"
+        steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+        for old in steps[: -self.config.train.keep_checkpoints]:
+            shutil.rmtree(old)
+
+    def _after_save(self, path: Path, kind: str) -> None:
+        """Evaluate a saved checkpoint through the hook; keep best_model/ by the configured metric."""
+        if self.on_checkpoint is None or self.rank != 0:
+            return
+        metrics = self.on_checkpoint(path, self.step, kind)
+        value = (metrics or {}).get(self.config.eval.metric)
+        if value is not None and (self.best_metric is None or value > self.best_metric):
+            self.best_metric, self.best_step = value, self.step
+            best = Path(self.config.output_dir) / "best_model"
+            tmp = best.with_name(".best_model.tmp")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            shutil.copytree(path, tmp, ignore=shutil.ignore_patterns(STATE_FILE))
+            if best.exists():
+                shutil.rmtree(best)
+            tmp.rename(best)
+
+    def _write_metrics(self, record: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        path = Path(self.config.output_dir) / "metrics.jsonl"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.log:
+            self.log(record)
+
+    # ------------------------------------------------------------------ loop
+
+    def train(self, resume: bool = False) -> TrainResult:
+        cfg = self.config.train
+        Path(self.config.output_dir).mkdir(parents=True, exist_ok=True)
+        if resume:
+            latest = self.latest_checkpoint()
+            if latest is None:
+                raise FileNotFoundError(f"{self.config.output_dir}: no checkpoint to resume from")
+            self.resume_from(latest)
+        saved: list[Path] = []
+        started = time.perf_counter()
+        window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+        try:
+            while self.step < cfg.max_steps:
+                parts_sum: dict[str, float] = {}
+                for _ in range(cfg.grad_accum):
+                    batch = self._next_batch()
+                    parts, tokens = self._micro_step(batch)
+                    for key, value in parts.items():
+                        parts_sum[key] = parts_sum.get(key, 0.0) + float(value) / cfg.grad_accum
+                    window_samples += len(batch)
+                    window_tokens += tokens * self.world  # every rank encodes a like share
+                if not math.isfinite(parts_sum["loss"]):
+                    raise NonFiniteError(f"step {self.step + 1}: loss is {parts_sum['loss']}")
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+                )
+                if not torch.isfinite(grad_norm):
+                    raise NonFiniteError(f"step {self.step + 1}: gradient norm is {float(grad_norm)}")
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    seconds = max(time.perf_counter() - window_start, 1e-9)
+                    self._write_metrics(
+                        {
+                            "step": self.step,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "grad_norm": float(grad_norm),
+                            "samples_per_s": window_samples / seconds,
+                            "tokens_per_s": window_tokens / seconds,
+                            **parts_sum,
+                        }
+                    )
+                    window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+                if self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
+                    saved.append(self._save_step("step"))
+        except KeyboardInterrupt:
+            if self.rank == 0:
+                self._save(self._checkpoint_dir(self.step), "interrupted")
+            raise
+        final = self._save_step("final")
+        saved.append(final)
+        if self.rank == 0:
+            target = Path(self.config.output_dir) / "final_model"
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(final, target, ignore=shutil.ignore_patterns(STATE_FILE))
+        return TrainResult(self.step, time.perf_counter() - started, self.best_metric, self.best_step, saved)
+
+    def _save_step(self, kind: str) -> Path:
+        path = self._checkpoint_dir(self.step)
+        if self.rank == 0:
+            self._save(path, kind)
+            self._after_save(path, kind)
+            self._prune()
+        if self.world > 1:
+            dist.barrier()
+        return path

@@ -1,0 +1,162 @@
+"""The trainer: exact resume, Ctrl-C and non-finite stops, checkpoints, config errors, train.py end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import TINY_CORPUS, build_tiny_mlm, build_tiny_tokenizer
+
+from models.config import ConfigError, TrainingConfig
+from models.idf import IdfWeights
+from models.trainer import Example, NonFiniteError, Trainer
+
+TEXTS = [f"{title} {text}" for title, text in TINY_CORPUS.values()]
+EXAMPLES = [
+    Example("레이어 투명", TEXTS[0], (TEXTS[1],)),
+    Example("자르기 도구", TEXTS[1], (TEXTS[4],)),
+    Example("crop tool", TEXTS[2], (TEXTS[3],)),
+    Example("layer mask", TEXTS[3], (TEXTS[2],)),
+    Example("밝기 조절", TEXTS[4], (TEXTS[0],)),
+]
+
+
+def _config(tmp_path: Path, **train: object) -> TrainingConfig:
+    return TrainingConfig.model_validate(
+        {
+            "name": "t",
+            "seed": 7,
+            "output_dir": str(tmp_path),
+            "model": {"base": "tiny", "max_length": 32},
+            "data": {"train": ["unused"]},
+            "loss": {"lambda_flops": 0.01, "flops_warmup_steps": 2},
+            "train": {"batch_size": 2, "lr": 1e-3, "max_steps": 4, "save_every": 2, "log_every": 1} | train,
+        }
+    )
+
+
+def _trainer(config: TrainingConfig, **kwargs: object) -> Trainer:
+    tokenizer = build_tiny_tokenizer()
+    torch.manual_seed(config.seed)
+    model = build_tiny_mlm(len(tokenizer), seed=11)
+    idf = IdfWeights.from_corpus(TEXTS, tokenizer)
+    return Trainer(config, model, tokenizer, idf, EXAMPLES, **kwargs)
+
+
+def test_resume_after_ctrl_c_equals_training_straight(tmp_path: Path) -> None:
+    straight = _trainer(_config(tmp_path / "a"))
+    straight.train()
+
+    def interrupt(record: dict[str, float]) -> None:
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    first = _trainer(_config(tmp_path / "b", save_every=3), log=interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    assert (tmp_path / "b" / "checkpoints" / "step-0000002" / "trainer_state.pt").is_file()  # saved on Ctrl-C
+    resumed = _trainer(_config(tmp_path / "b", save_every=3))
+    resumed.train(resume=True)
+    assert resumed.step == 4
+    a, b = straight.module.state_dict(), resumed.module.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    lines_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lines_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in lines_a] == [x["loss"] for x in lines_b]
+
+
+def test_checkpoints_best_and_final_models(tmp_path: Path) -> None:
+    seen = []
+
+    def evaluate(path: Path, step: int, kind: str) -> dict[str, float]:
+        seen.append((path.name, step, kind))
+        return {"ndcg@10": {2: 0.5, 4: 0.25}[step]}
+
+    trainer = _trainer(_config(tmp_path), on_checkpoint=evaluate)
+    result = trainer.train()
+    assert seen == [("step-0000002", 2, "step"), ("step-0000004", 4, "final")]
+    assert (result.best_step, result.best_metric) == (2, 0.5)
+    best, final = tmp_path / "best_model", tmp_path / "final_model"
+    for model_dir in (best, final):
+        assert {"config.json", "model.safetensors", "idf.json", "manifest.json", "modules.json"} <= {
+            p.name for p in model_dir.iterdir()
+        }
+        assert not (model_dir / "trainer_state.pt").exists()
+    assert json.loads((best / "manifest.json").read_text())["step"] == 2
+    assert json.loads((final / "manifest.json").read_text())["kind"] == "final"
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"loss", "infonce", "flops", "flops_weight", "lr", "samples_per_s", "tokens_per_s"} <= set(record)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    trainer = _trainer(_config(tmp_path, save_every=1))
+    original = trainer.loss_fn.forward
+
+    def poisoned(*args: object, **kwargs: object):
+        out = original(*args, **kwargs)
+        if kwargs["step"] == 2:
+            out.total = out.total * float("nan")
+        return out
+
+    trainer.loss_fn.forward = poisoned
+    with pytest.raises(NonFiniteError, match="step 2: loss is nan"):
+        trainer.train()
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-0000001"]
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    good = {"name": "x", "output_dir": "o", "data": {"train": ["gimp-en"]}}
+    cases = [
+        (good | {"train": {"batchsize": 4}}, "train.batchsize: Extra inputs are not permitted"),
+        (good | {"train": {"lr": -1}}, "train.lr: Input should be greater than 0"),
+        (good | {"model": {"activation": "gelu"}}, "model.activation: Input should be 'log1p' or 'l0'"),
+        ({"name": "x", "output_dir": "o"}, "data: Field required"),
+    ]
+    for raw, message in cases:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ConfigError, match=message):
+            TrainingConfig.from_yaml(path)
+
+
+def test_shipped_configs_load() -> None:
+    for path in sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")):
+        config = TrainingConfig.from_yaml(path)
+        assert config.name and config.train.max_steps >= 1
+
+
+def test_train_py_end_to_end(tiny_checkpoint: Path, tmp_path: Path, make_beir) -> None:
+    from typer.testing import CliRunner
+
+    from harness.leaderboard import Leaderboard
+    from train import app
+
+    corpus = dict(TINY_CORPUS)
+    queries = {"t1": "레이어 투명", "t2": "crop tool", "t3": "밝기", "q1": "자르기", "q2": "layer mask"}
+    qrels = {"train": [("t1", "d1", 1), ("t2", "d3", 1), ("t3", "d5", 1)],
+             "test": [("q1", "d2", 1), ("q2", "d4", 1)]}  # fmt: skip
+    data = make_beir(tmp_path / "data", corpus, queries, qrels)
+    config = {
+        "name": "e2e",
+        "output_dir": str(tmp_path / "out"),
+        "model": {"base": str(tiny_checkpoint), "max_length": 32, "idf": "corpus"},
+        "data": {"train": [str(data)], "hard_negatives": 1, "negatives_retriever": "bm25-plain"},
+        "train": {"batch_size": 2, "max_steps": 2, "save_every": 1, "log_every": 1},
+        "eval": {"datasets": [str(data)], "metric": "ndcg@10", "top_k": 10},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    board = tmp_path / "lb.sqlite"
+    result = CliRunner().invoke(app, ["--config", str(tmp_path / "c.yaml"), "--leaderboard", str(board)])
+    assert result.exit_code == 0, result.output
+    rows = Leaderboard(board).rows()
+    assert [(r["step"], r["checkpoint_kind"]) for r in rows] == [(1, "step"), (2, "final")]
+    assert (tmp_path / "out" / "best_model" / "idf.json").is_file()
+    bad = CliRunner().invoke(app, ["--config", str(tmp_path / "missing.yaml")])
+    assert bad.exit_code == 2 and "missing.yaml: cannot read the configuration" in " ".join(
+        bad.output.split()
+    )

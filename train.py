@@ -1,0 +1,97 @@
+"""Train SPLADE-doc from a YAML config: `python train.py --config configs/tiny_cpu.yaml`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, help="Train SPLADE-doc; every saved checkpoint is evaluated.")
+
+
+@app.command()
+def main(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML).")],
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint of output_dir.")] = False,
+    leaderboard: Annotated[
+        Path | None, typer.Option(help="Leaderboard database (default: the harness's).")
+    ] = None,
+) -> None:
+    """Train, evaluating every checkpoint on the config's eval datasets into the leaderboard."""
+    import os
+    import random
+
+    import numpy as np
+    import torch
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from transformers.utils import logging as hf_logging
+
+    from harness.console import console
+    from harness.errors import HarnessError
+    from harness.leaderboard import Leaderboard, default_path
+    from harness.provenance import git_revision
+    from harness.training import build_examples, checkpoint_evaluator, resolve_base_model
+    from models.config import ConfigError, TrainingConfig
+    from models.encoder import ModelLoadError, load_masked_lm
+    from models.idf import IdfWeights
+    from models.trainer import NonFiniteError, Trainer
+
+    hf_logging.disable_progress_bar()
+    try:
+        cfg = TrainingConfig.from_yaml(config)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        base = resolve_base_model(cfg.model.base)
+        model, tokenizer = load_masked_lm(base)
+        examples, corpus, checksums = build_examples(cfg)
+        if cfg.model.idf == "corpus":
+            idf = IdfWeights.from_corpus(corpus, tokenizer)
+        else:
+            idf_path = Path(base) / "idf.json" if cfg.model.idf == "base" else Path(cfg.model.idf)
+            idf = IdfWeights.from_json(idf_path, tokenizer)
+        run_id = f"{cfg.name}-{cfg.fingerprint()[:8]}"
+        board = Leaderboard(leaderboard or default_path())
+        manifest = {"run_id": run_id, "base_model": cfg.model.base, "git_revision": git_revision(),
+                    "data_checksums": checksums, "training_examples": len(examples)}  # fmt: skip
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TextColumn("{task.fields[parts]}"), console=console,
+        ) as progress:  # fmt: skip
+            task = progress.add_task(cfg.name, total=cfg.train.max_steps, parts="")
+
+            def show(record: dict[str, float]) -> None:
+                parts = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in {"step"})
+                progress.update(task, completed=record["step"], parts=parts)
+
+            trainer = Trainer(
+                cfg, model, tokenizer, idf, examples,
+                on_checkpoint=checkpoint_evaluator(cfg, run_id, board.record), log=show, manifest=manifest,
+            )  # fmt: skip
+            result = trainer.train(resume=resume)
+    except (ConfigError, ModelLoadError, HarnessError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except NonFiniteError as exc:
+        console.print(
+            f"[red]stopped:[/] {escape(str(exc))}; the last good checkpoint is kept", soft_wrap=True
+        )
+        raise typer.Exit(3) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] a checkpoint was saved; continue with --resume")
+        raise typer.Exit(130) from None
+    console.print(
+        f"{cfg.name}: {result.steps} steps in {result.seconds:.0f} s; best {cfg.eval.metric} "
+        f"{result.best_metric if result.best_metric is None else round(result.best_metric, 4)} "
+        f"at step {result.best_step}; models in {cfg.output_dir}"
+    )
+
+
+if __name__ == "__main__":
+    app()
