@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 
 # training: every saved checkpoint is evaluated and lands on the leaderboard
 train-tiny: $(VENV)/.installed
+	$(PY) evaluate.py --model bm25-ko --model idf-only-en --model splade-en-tiny --dataset gimp-en
 	$(PY) train.py --config configs/tiny_cpu.yaml
 	$(PY) evaluate.py leaderboard --dataset gimp-en
 

@@ -15,32 +15,12 @@ Figures are for this machine at this moment; compare the ratios, not the absolut
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import resource
-import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _in_subprocess(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run `fn(*args)` in a fresh process; its dict result gets the process's peak RSS added."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_measured, fn, *args).result()
-
-
-def _measured(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    result = fn(*args)
-    result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    return result
+from _measure import in_subprocess, peak_rss_mb
 
 
 def _synthetic(n_docs: int, n_queries: int, seed: int = 0) -> tuple[list[list[str]], list[list[str]]]:
@@ -62,7 +42,7 @@ def bench_bm25s_synthetic(n_docs: int, n_queries: int) -> dict[str, Any]:
     import bm25s
 
     docs, queries = _synthetic(n_docs, n_queries)
-    base = _peak_rss_mb()
+    base = peak_rss_mb()
     started = time.perf_counter()
     bm25 = bm25s.BM25(k1=0.9, b=0.4, method="lucene")
     bm25.index(docs, show_progress=False)
@@ -72,7 +52,7 @@ def bench_bm25s_synthetic(n_docs: int, n_queries: int) -> dict[str, Any]:
         started = time.perf_counter()
         bm25.retrieve(queries, k=k, show_progress=False, n_threads=0)
         out[f"search_q_per_s_k{k}"] = round(n_queries / (time.perf_counter() - started))
-    out["rss_growth_mb"] = round(_peak_rss_mb() - base, 1)
+    out["rss_growth_mb"] = round(peak_rss_mb() - base, 1)
     return out
 
 
@@ -271,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for name, fn, fn_args in steps:
         console.log(f"running {name}")
-        results[name] = _in_subprocess(fn, *fn_args)
+        results[name] = in_subprocess(fn, *fn_args)
     for table in tables(results):
         console.print(table)
     if args.json:

@@ -17,35 +17,14 @@ Each measurement runs in a fresh process; peak RSS is reported per process.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import resource
-import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _measure import in_subprocess
 
 VOCAB = 30_522
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _measured(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    result = fn(*args)
-    result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-    return result
-
-
-def _in_subprocess(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_measured, fn, *args).result()
 
 
 def _synthetic_csr(n_docs: int, dims: int, seed: int = 0):
@@ -242,11 +221,11 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     results: dict[str, Any] = {}
     console.log("synthetic")
-    results["synthetic"] = _in_subprocess(bench_synthetic, args.docs, args.dims, args.queries, args.k)
+    results["synthetic"] = in_subprocess(bench_synthetic, args.docs, args.dims, args.queries, args.k)
     if not args.skip_embedded:
         for name in ("splade-en-tiny", "bm25-plain"):
             console.log(f"embedded {name}")
-            results[f"embedded {name}"] = _in_subprocess(bench_embedded, name)
+            results[f"embedded {name}"] = in_subprocess(bench_embedded, name)
     for table in tables(results):
         console.print(table)
     if args.json:

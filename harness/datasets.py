@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from harness.errors import HarnessError
 from harness.io import read_jsonl, read_tsv, sha256_file, sha256_tree
+from models.config import describe_validation_error
 
 __all__ = [
     "CONFIG_DIR",
@@ -129,10 +130,7 @@ class DatasetSpec(_Strict):
         try:
             spec = cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
-            )
-            raise HarnessError(f"{path}: {problems}") from None
+            raise HarnessError(f"{path}: {describe_validation_error(exc)}") from None
         if spec.name != path.stem:
             raise HarnessError(f"{path}: name {spec.name!r} differs from the file name")
         return spec

@@ -18,11 +18,19 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "TrainingConfig",
+    "describe_validation_error",
 ]
 
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; the message names the file and the key."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """'dotted.key: message; ...' for each problem pydantic found."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 class _Section(BaseModel):
@@ -68,6 +76,7 @@ class TrainConfig(_Section):
     save_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
+    eval_at_start: bool = True  # save and evaluate step 0: the base model with the run's idf, for reference
 
 
 class EvalConfig(_Section):
@@ -103,10 +112,7 @@ class TrainingConfig(_Section):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"{path}: {problems}") from None
+            raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
 
     def fingerprint(self) -> str:
         """Hash of the whole configuration: the same config trains the same model."""

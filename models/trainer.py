@@ -320,6 +320,8 @@ class Trainer:
                 raise FileNotFoundError(f"{self.config.output_dir}: no checkpoint to resume from")
             self.resume_from(latest)
         saved: list[Path] = []
+        if cfg.eval_at_start and self.step == 0 and self.on_checkpoint is not None:
+            saved.append(self._save_step("step"))
         started = time.perf_counter()
         window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
         try:
@@ -334,6 +336,10 @@ class Trainer:
                     window_tokens += tokens * self.world  # every rank encodes a like share
                 if not math.isfinite(parts_sum["loss"]):
                     raise NonFiniteError(f"step {self.step + 1}: loss is {parts_sum['loss']}")
+                if self.world > 1 and self.idf_weights.grad is not None:
+                    # the idf weights live outside DistributedDataParallel: average their gradient here
+                    dist.all_reduce(self.idf_weights.grad)
+                    self.idf_weights.grad /= self.world
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
                 )

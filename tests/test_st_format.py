@@ -14,27 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_SPECIALS, TINY_WORDS, build_tiny_tokenizer
 from safetensors.torch import load_file
 from sentence_transformers import SparseEncoder
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
-from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizerFast
+from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM
 
 from models.st_format import POOLING_MODULE_ID, QUERY_MODULE_ID, write_sentence_transformers_files
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = [
-    # Korean words and syllables (syllables let unknown words split into pieces)
-    "검색", "모델", "한국어", "문서", "이미지", "레이어", "마스크", "도구", "투명", "자르기", "색상", "밝기",
-    "조절",
-    "가", "나", "다", "를", "을", "의", "는", "은", "이", "하", "게", "로", "만", "들", "수",
-    "##를", "##을", "##의", "##는", "##은", "##이", "##다", "##하", "##게", "##로", "##니", "##습", "##려면",
-    # English words and pieces
-    "the", "a", "is", "of", "search", "model", "korean", "document", "image", "layer", "mask", "crop",
-    "tool", "border", "transparent", "makes", "parts", "removes", "brightness", "query",
-    "##s", "##ing", "##ed", "##er",
-    ".", ",", "?", "!",
-]  # fmt: skip
 CORPUS = [
     "레이어 마스크를 추가하면 이미지의 일부를 투명하게 만들 수 있습니다.",
     "자르기 도구는 이미지의 가장자리를 잘라 냅니다.",
@@ -59,38 +45,10 @@ QUERIES = [
 MAX_SEQ_LENGTH = 64
 
 
-def _tokenizer() -> BertTokenizerFast:
-    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
-    backend = Tokenizer(WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    # strip_accents=False: NFD accent stripping would split Hangul syllables into jamo.
-    backend.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
-    )
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece(prefix="##")
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    # transformers 5 rebuilds the normalizer from these arguments when it reloads the tokenizer.
-    return BertTokenizerFast(
-        tokenizer_object=backend,
-        do_lower_case=True,
-        strip_accents=False,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-        model_max_length=512,
-    )
-
-
 def _build_checkpoint(root: Path, *, mask_special_logits: bool) -> Path:
     """A tiny BertForMaskedLM checkpoint laid out as ours: model, tokenizer, idf.json, manifest.json."""
     root.mkdir(parents=True)
-    tokenizer = _tokenizer()
+    tokenizer = build_tiny_tokenizer()
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=len(tokenizer.get_vocab()),
@@ -173,7 +131,7 @@ def _reference_queries(root: Path, queries: list[str]) -> torch.Tensor:
 def test_tokenizer_round_trip_keeps_hangul(checkpoint: Path) -> None:
     reloaded = AutoTokenizer.from_pretrained(str(checkpoint))
     for text in DOCUMENTS + QUERIES:
-        assert reloaded(text)["input_ids"] == _tokenizer()(text)["input_ids"]
+        assert reloaded(text)["input_ids"] == build_tiny_tokenizer()(text)["input_ids"]
     assert reloaded.convert_ids_to_tokens(reloaded("검색 모델은")["input_ids"]) == [
         "[CLS]",
         "검색",
@@ -204,7 +162,7 @@ def test_layout_reuses_root_weights(checkpoint: Path) -> None:
     ]
     weights = load_file(checkpoint / QUERY_MODULE_ID / "model.safetensors")
     assert list(weights) == ["weight"]
-    assert weights["weight"].shape == (len(SPECIALS) + len(WORDS),)
+    assert weights["weight"].shape == (len(TINY_SPECIALS) + len(TINY_WORDS),)
     assert files[f"{QUERY_MODULE_ID}/tokenizer.json"] == files["tokenizer.json"]
     router = json.loads(files["router_config.json"])
     assert router["structure"] == {"query": [QUERY_MODULE_ID], "document": ["", POOLING_MODULE_ID]}
@@ -228,7 +186,7 @@ def test_loads_as_inference_free_router(checkpoint: Path, monkeypatch: pytest.Mo
     assert query_modules == ["SparseStaticEmbedding"]
     assert document_modules == ["MLMTransformer", "SpladePooling"]
     assert model.similarity_fn_name == "dot"
-    assert model.get_embedding_dimension() == len(SPECIALS) + len(WORDS)
+    assert model.get_embedding_dimension() == len(TINY_SPECIALS) + len(TINY_WORDS)
     assert router.sub_modules["document"][0].max_seq_length == MAX_SEQ_LENGTH
     assert router.sub_modules["query"][0].max_seq_length == MAX_SEQ_LENGTH
 

@@ -77,7 +77,7 @@ def test_checkpoints_best_and_final_models(tmp_path: Path) -> None:
         seen.append((path.name, step, kind))
         return {"ndcg@10": {2: 0.5, 4: 0.25}[step]}
 
-    trainer = _trainer(_config(tmp_path), on_checkpoint=evaluate)
+    trainer = _trainer(_config(tmp_path, eval_at_start=False), on_checkpoint=evaluate)
     result = trainer.train()
     assert seen == [("step-0000002", 2, "step"), ("step-0000004", 4, "final")]
     assert (result.best_step, result.best_metric) == (2, 0.5)
@@ -154,9 +154,53 @@ def test_train_py_end_to_end(tiny_checkpoint: Path, tmp_path: Path, make_beir) -
     result = CliRunner().invoke(app, ["--config", str(tmp_path / "c.yaml"), "--leaderboard", str(board)])
     assert result.exit_code == 0, result.output
     rows = Leaderboard(board).rows()
-    assert [(r["step"], r["checkpoint_kind"]) for r in rows] == [(1, "step"), (2, "final")]
+    assert [(r["step"], r["checkpoint_kind"]) for r in rows] == [(0, "step"), (1, "step"), (2, "final")]
     assert (tmp_path / "out" / "best_model" / "idf.json").is_file()
     bad = CliRunner().invoke(app, ["--config", str(tmp_path / "missing.yaml")])
     assert bad.exit_code == 2 and "missing.yaml: cannot read the configuration" in " ".join(
         bad.output.split()
     )
+
+
+def _first_step_gradients(trainer: Trainer) -> dict[str, torch.Tensor]:
+    trainer._micro_step(trainer._next_batch())
+    return {
+        name: p.grad.detach().clone() for name, p in trainer.module.named_parameters() if p.grad is not None
+    }
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str, result_file: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        grads = _first_step_gradients(_dropout_free_trainer(_config(Path(out_dir))))
+        if rank == 0:
+            torch.save(grads, result_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def _dropout_free_trainer(config: TrainingConfig) -> Trainer:
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_mlm(len(tokenizer), seed=11)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    idf = IdfWeights.from_corpus(TEXTS, tokenizer)
+    return Trainer(config, model, tokenizer, idf, EXAMPLES)
+
+
+def test_two_ranks_compute_the_gradient_of_one_process(tmp_path: Path) -> None:
+    """Documents gathered across 2 CPU ranks (gloo), gradients averaged by DDP: the same gradient
+    as one process on the whole batch (every query against every document of the global batch)."""
+    import torch.multiprocessing as mp
+
+    single = _first_step_gradients(_dropout_free_trainer(_config(tmp_path / "single")))
+    result = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp"), str(result)), nprocs=2)
+    ddp = torch.load(result)
+    assert ddp.keys() == single.keys()
+    for name, grad in single.items():
+        assert torch.allclose(grad, ddp[name], atol=1e-6, rtol=1e-4), name
+    assert max(float(g.abs().max()) for g in single.values()) > 1e-2  # the gradients are not trivially 0
