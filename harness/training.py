@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.console import console
-from harness.datasets import dataset_registry, load_dataset, resolve_dataset
+from harness.datasets import Dataset, dataset_registry, load_dataset, resolve_dataset
 from harness.errors import HarnessError
 from harness.io import atomic_dir
 from harness.provenance import git_revision, library_versions
@@ -66,6 +66,7 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
             for qid, doc_ids, _ in ranking.items():
                 judged = {d for d, rel in qrels[qid].items() if rel > 0}
                 negatives[qid] = [d for d in doc_ids if d not in judged][: data_cfg.hard_negatives]
+        teacher = _teacher(config, data, spec.name, pairs)
         doc_ids = list(data.corpus)
         rng = random.Random(config.seed)
         topped_up = 0
@@ -84,6 +85,7 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
                     query=data.queries[qid],
                     positive=data.corpus[doc].full_text,
                     negatives=tuple(data.corpus[d].full_text for d in mined),
+                    teacher_scores=None if teacher is None else teacher(qid, [doc, *mined]),
                 )
             )
         console.log(f"{spec.name}: {len(pairs)} training pairs, {topped_up} random negatives topped up")
@@ -94,6 +96,71 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
     if data_cfg.max_pairs and len(examples) > data_cfg.max_pairs:
         examples = random.Random(config.seed).sample(examples, data_cfg.max_pairs)
     return examples, corpus_texts, checksums
+
+
+def _teacher(
+    config: TrainingConfig,
+    data: Dataset,
+    name: str,
+    pairs: list[tuple[str, str]],
+) -> Callable[[str, list[str]], tuple[float, ...]] | None:
+    """Teacher scores of a query's candidates (positive first), or None without distillation.
+
+    `data`: teacher/<split>.tsv beside the qrels (query-id, corpus-id, score), every candidate
+    scored. `ensemble`: each of the two retrievers scores the whole corpus for the training
+    queries; per query, each teacher's candidate scores are min-max normalised, averaged and scaled.
+    Random negatives topped up later are scored the same way (0 where a retriever did not match).
+    """
+    if config.data.teacher == "none":
+        return None
+    split = config.data.split
+    if config.data.teacher == "data":
+        path = data.path / "teacher" / f"{split}.tsv"
+        if not path.is_file():
+            raise HarnessError(f"{name}: data.teacher is 'data' but {path} does not exist")
+        table = {(qid, doc): float(rel) for _, qid, doc, rel in _read_scores(path)}
+
+        def from_data(qid: str, docs: list[str]) -> tuple[float, ...]:
+            missing = [d for d in docs if (qid, d) not in table]
+            if missing:
+                raise HarnessError(f"{path}: no teacher score for query {qid!r} and document {missing[0]!r}")
+            return tuple(table[(qid, d)] for d in docs)
+
+        return from_data
+    import torch
+
+    from models.losses import ensemble_teacher_scores
+
+    queries = {qid: data.queries[qid] for qid, _ in pairs}
+    scores = []
+    for model in config.data.teacher_models:
+        retriever = resolve_retriever(model).build()
+        retriever.index(data)
+        scores.append(retriever.search(queries, len(data.corpus)).to_dict())
+    dense, sparse = scores
+
+    def from_ensemble(qid: str, docs: list[str]) -> tuple[float, ...]:
+        rows = [torch.tensor([[table.get(qid, {}).get(d, 0.0) for d in docs]]) for table in (dense, sparse)]
+        return tuple(ensemble_teacher_scores(*rows, scale=config.data.teacher_scale)[0].tolist())
+
+    return from_ensemble
+
+
+def _read_scores(path: Path) -> list[tuple[int, str, str, float]]:
+    """(line, qid, docid, score) rows of a teacher TSV with an optional header."""
+    from harness.io import read_tsv
+
+    rows = []
+    for line, fields in read_tsv(path):
+        if line == 1 and fields[-1].lower() == "score":
+            continue
+        if len(fields) != 3:
+            raise HarnessError(f"{path}:{line}: expected query-id, corpus-id, score")
+        try:
+            rows.append((line, fields[0], fields[1], float(fields[2])))
+        except ValueError:
+            raise HarnessError(f"{path}:{line}: score {fields[2]!r} is not a number") from None
+    return rows
 
 
 def checkpoint_evaluator(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "ConfigError",
@@ -52,16 +52,32 @@ class DataConfig(_Section):
     negatives_retriever: str = "bm25-ko"
     negatives_depth: int = Field(30, ge=1)  # mined among this many top results, skipping positives
     max_pairs: int | None = Field(None, ge=1)  # sample at most this many pairs (seeded)
+    # teacher scores for distillation: none; data (teacher/<split>.tsv beside the qrels: query-id,
+    # corpus-id, score); ensemble (a dense and a sparse retriever score each example's candidates,
+    # each min-max normalised per query, averaged, scaled)
+    teacher: Literal["none", "data", "ensemble"] = "none"
+    teacher_models: list[str] = Field(default_factory=lambda: ["e5-small-nano", "splade-en-tiny"])
+    teacher_scale: float = Field(30.0, gt=0)
 
 
 class LossConfig(_Section):
     temperature: float = Field(1.0, gt=0)
     lambda_flops: float = Field(1e-3, ge=0)
     flops_warmup_steps: int = Field(100, ge=0)
-    lambda_idf: float = Field(0.0, ge=0)
+    lambda_idf: float = Field(0.0, ge=0)  # must stay 0: see _no_additive_idf_term
     l0_threshold: int | None = Field(None, ge=1)  # regularise only documents with more active dims
     distill: Literal["none", "kl", "margin_mse"] = "none"
     distill_weight: float = Field(1.0, ge=0)
+
+    @field_validator("lambda_idf", mode="before")
+    @classmethod
+    def _no_additive_idf_term(cls, value: float) -> float:
+        if value:
+            raise ValueError(
+                "the IDF-aware penalty of Geng et al. (2024) is the idf weighting of the query side in "
+                "the matching function, which training applies; there is no additive term to weight: use 0"
+            )
+        return value
 
 
 class TrainConfig(_Section):
@@ -99,6 +115,10 @@ class TrainingConfig(_Section):
     def _consistent(self) -> TrainingConfig:
         if self.eval.datasets and self.train.save_every > self.train.max_steps:
             raise ValueError("train.save_every exceeds train.max_steps: no checkpoint would be evaluated")
+        if (self.loss.distill == "none") != (self.data.teacher == "none"):
+            raise ValueError("loss.distill and data.teacher go together: set both or neither")
+        if self.data.teacher == "ensemble" and len(self.data.teacher_models) != 2:
+            raise ValueError("data.teacher_models: the ensemble takes two retrievers (dense, sparse)")
         return self
 
     @classmethod

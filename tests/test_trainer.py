@@ -116,6 +116,8 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         (good | {"train": {"lr": -1}}, "train.lr: Input should be greater than 0"),
         (good | {"model": {"activation": "gelu"}}, "model.activation: Input should be 'log1p' or 'l0'"),
         ({"name": "x", "output_dir": "o"}, "data: Field required"),
+        (good | {"loss": {"lambda_idf": 0.1}}, "loss.lambda_idf: Value error, the IDF-aware penalty"),
+        (good | {"loss": {"distill": "kl"}}, "loss.distill and data.teacher go together"),
     ]
     for raw, message in cases:
         path = tmp_path / "c.yaml"
@@ -204,3 +206,83 @@ def test_two_ranks_compute_the_gradient_of_one_process(tmp_path: Path) -> None:
     for name, grad in single.items():
         assert torch.allclose(grad, ddp[name], atol=1e-6, rtol=1e-4), name
     assert max(float(g.abs().max()) for g in single.values()) > 1e-2  # the gradients are not trivially 0
+
+
+def _teacher_config(
+    tmp_path: Path, data: Path, teacher: str, models: list[str] | None = None
+) -> TrainingConfig:
+    return TrainingConfig.model_validate(
+        {
+            "name": "d",
+            "output_dir": str(tmp_path / "out"),
+            "data": {"train": [str(data)], "hard_negatives": 1, "negatives_retriever": "bm25-ko",
+                     "teacher": teacher, "teacher_models": models or ["bm25-plain", "bm25-ko"]},
+            "loss": {"distill": "kl"},
+        }
+    )  # fmt: skip
+
+
+def _train_dir(tmp_path: Path, make_beir) -> Path:
+    queries = {"t1": "레이어 마스크 투명", "t2": "crop tool borders"}
+    return make_beir(
+        tmp_path / "data", dict(TINY_CORPUS), queries, {"train": [("t1", "d1", 1), ("t2", "d3", 1)]}
+    )
+
+
+def test_teacher_scores_from_data(tmp_path: Path, make_beir) -> None:
+    from harness.errors import HarnessError
+    from harness.training import build_examples
+
+    data = _train_dir(tmp_path, make_beir)
+    (data / "teacher").mkdir()
+    rows = "query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{float(i)}\n" for q in ("t1", "t2") for i, d in enumerate(TINY_CORPUS)
+    )
+    (data / "teacher" / "train.tsv").write_text(rows)
+    examples, _, _ = build_examples(_teacher_config(tmp_path, data, "data"))
+    doc_index = {text: i for i, text in enumerate(TEXTS)}
+    for example in examples:  # score i was given to the i-th document
+        candidates = (example.positive, *example.negatives)
+        assert example.teacher_scores == tuple(float(doc_index[c]) for c in candidates)
+    (data / "teacher" / "train.tsv").write_text("t1\td1\t1.0\n")
+    with pytest.raises(HarnessError, match="teacher/train.tsv: no teacher score for query"):
+        build_examples(_teacher_config(tmp_path, data, "data"))
+
+
+def test_ensemble_teacher_by_hand(tmp_path: Path, make_beir) -> None:
+    from harness.datasets import load_beir
+    from harness.retrievers import get_retriever
+    from harness.training import build_examples
+
+    data = _train_dir(tmp_path, make_beir)
+    examples, _, _ = build_examples(_teacher_config(tmp_path, data, "ensemble"))
+    dataset = load_beir(data)
+    by_text = {doc.full_text: doc_id for doc_id, doc in dataset.corpus.items()}
+    tables = []
+    for name in ("bm25-plain", "bm25-ko"):
+        retriever = get_retriever(name).build()
+        retriever.index(dataset)
+        tables.append(retriever.search({"t1": "레이어 마스크 투명", "t2": "crop tool borders"}, 10).to_dict())
+    for qid, example in zip(("t1", "t2"), examples, strict=True):
+        docs = [by_text[t] for t in (example.positive, *example.negatives)]
+        expected = []
+        for table in tables:
+            raw = [table.get(qid, {}).get(d, 0.0) for d in docs]
+            low, high = min(raw), max(raw)
+            expected.append([(r - low) / (high - low) if high > low else 0.0 for r in raw])
+        by_hand = [30.0 * (a + b) / 2 for a, b in zip(*expected, strict=True)]
+        assert example.teacher_scores == pytest.approx(by_hand, abs=1e-5)
+
+
+def test_distillation_trains(tmp_path: Path) -> None:
+    examples = [Example(e.query, e.positive, e.negatives, (3.0, 1.0)) for e in EXAMPLES]
+    tokenizer = build_tiny_tokenizer()
+    config = _config(tmp_path).model_copy(
+        update={"loss": _config(tmp_path).loss.model_copy(update={"distill": "kl"})}
+    )
+    trainer = Trainer(
+        config, build_tiny_mlm(len(tokenizer)), tokenizer, IdfWeights.from_corpus(TEXTS, tokenizer), examples
+    )
+    trainer.train()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["distill"] > 0 and record["distill_weight"] == 1.0
