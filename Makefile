@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # CUDA build). On a GPU machine: make TORCH=torch run
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test bench train-tiny train-baseline train-pretrain leaderboard info clean
+.PHONY: setup run test bench prepare-baseline train-tiny train-baseline train-pretrain leaderboard info clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bm25_throughput.py
 	$(PY) benchmarks/sparse_search.py
 	$(PY) benchmarks/train_throughput.py
+
+# the baseline trains on the embedded GIMP splits: rebuild them from Debian's packages and check
+# that the rebuild is byte-identical to what ships (apt-get download needs the Debian mirror)
+prepare-baseline: $(VENV)/.installed
+	$(PY) -m harness.prepare.gimp --out data/prepared/gimp
+	$(PY) -m harness.prepare.check_embedded data/prepared/gimp
 
 # training: every saved checkpoint is evaluated and lands on the leaderboard
 train-tiny: $(VENV)/.installed

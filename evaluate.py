@@ -14,7 +14,12 @@ app = typer.Typer(add_completion=False, help="Score retrievers on BEIR and Korea
 def main(
     ctx: typer.Context,
     model: Annotated[
-        list[str] | None, typer.Option("--model", "-m", help="Registered retriever (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Registered retriever, model directory, splade-doc:ID or dense:ID (repeatable).",
+        ),
     ] = None,
     dataset: Annotated[
         list[str] | None,

@@ -349,3 +349,14 @@ def test_page_split_is_a_stable_hash() -> None:
     stems = [f"page-{n}" for n in range(2000)]
     share = sum(page_split(stem) == "train" for stem in stems) / len(stems)
     assert 0.25 < share < 0.35
+
+
+def test_shipped_tasks_match_their_pinned_checksums(tmp_path: Path) -> None:
+    from harness.datasets import DATA_DIR
+    from harness.prepare.check_embedded import check_embedded, main
+
+    results = check_embedded(DATA_DIR / "gimp")
+    assert set(results) == {"gimp-ko", "gimp-ko-en", "gimp-en"}
+    assert all(pinned == found for pinned, found in results.values())
+    assert main([str(DATA_DIR / "gimp")]) == 0
+    assert main([str(tmp_path)]) == 1  # nothing rebuilt there
