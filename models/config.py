@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "ConfigError",
@@ -64,20 +64,14 @@ class LossConfig(_Section):
     temperature: float = Field(1.0, gt=0)
     lambda_flops: float = Field(1e-3, ge=0)
     flops_warmup_steps: int = Field(100, ge=0)
-    lambda_idf: float = Field(0.0, ge=0)  # must stay 0: see _no_additive_idf_term
+    # weight of the additive idf-aware penalty "idf_penalty": DF-FLOPS (Porco et al., 2025;
+    # models.losses.df_flops), FLOPS with per-token weights that grow as idf falls, on the same
+    # quadratic warm-up as lambda_flops; 0 leaves it out. Independent of the IDF-aware matching of
+    # Geng et al. (2024) (query vectors = relu(idf) x indicator), which training always applies.
+    lambda_idf: float = Field(0.0, ge=0)
     l0_threshold: int | None = Field(None, ge=1)  # regularise only documents with more active dims
     distill: Literal["none", "kl", "margin_mse"] = "none"
     distill_weight: float = Field(1.0, ge=0)
-
-    @field_validator("lambda_idf", mode="before")
-    @classmethod
-    def _no_additive_idf_term(cls, value: float) -> float:
-        if value:
-            raise ValueError(
-                "the IDF-aware penalty of Geng et al. (2024) is the idf weighting of the query side in "
-                "the matching function, which training applies; there is no additive term to weight: use 0"
-            )
-        return value
 
 
 class TrainConfig(_Section):

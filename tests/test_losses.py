@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from models.idf import idf_from_df
 from models.losses import (
+    DfFlopsLoss,
     DistillKLLoss,
     FlopsLoss,
     IdfAwarePenalty,
@@ -23,6 +25,8 @@ from models.losses import (
     build_loss,
     candidate_scores,
     combine_terms,
+    df_flops_activation,
+    df_fraction_from_idf,
     distill_kl,
     ensemble_teacher_scores,
     margin_mse,
@@ -401,10 +405,127 @@ def test_build_loss_from_settings() -> None:
     assert {"infonce", "distill", "distill_weight", "flops", "flops_weight"} <= set(out.parts)
     with pytest.raises(ValueError, match="teacher scores"):
         loss(queries=q, documents=d, n_negatives=1, step=0)
-    with pytest.raises(ValueError, match="lambda_idf"):
-        build_loss(SimpleNamespace(**{**vars(settings), "lambda_idf": 0.1}))
+    assert "idf_penalty" not in out.parts  # lambda_idf = 0: no idf penalty term
+    with pytest.raises(ValueError, match="lambda_idf > 0: the idf_penalty"):
+        build_loss(SimpleNamespace(**{**vars(settings), "lambda_idf": 0.1}))  # no idf weights
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        build_loss(SimpleNamespace(**{**vars(settings), "lambda_idf": -0.1}), idf_weights=torch.ones(4))
     with pytest.raises(ValueError, match="unknown distillation"):
         build_loss(SimpleNamespace(**{**vars(settings), "distill": "mse"}))
+
+
+# ----------------------------------------------------------------------------- DF-FLOPS (idf penalty)
+# alpha = 1/4, beta = 1: log_alpha(2) = ln 2 / ln(1/4) = -1/2, so activ(x) = 1 / (1 + (x^(-1/2) - 1)).
+# idf = [0, ln 4, ln 16, ln 100] -> x = exp(-idf) = [1, 1/4, 1/16, 1/100]
+#   -> x^(-1/2) - 1 = [0, 1, 3, 9] -> w = [1, 1/2, 1/4, 1/10] (low idf, large weight).
+# Three documents with column means [1, 1, 1, 4]:
+DF_IDF = [0.0, math.log(4), math.log(16), math.log(100)]
+DF_DOCS = [[1, 2, 0, 4], [1, 0, 2, 4], [1, 1, 1, 4]]
+DF_W = [1.0, 0.5, 0.25, 0.1]
+
+
+def test_df_flops_hand_computed_and_gradient() -> None:
+    loss = DfFlopsLoss(torch.tensor(DF_IDF, dtype=F64), alpha=0.25, beta=1.0)
+    assert loss.token_weights().tolist() == pytest.approx(DF_W, abs=1e-6)
+    d = t(DF_DOCS, grad=True)
+    out = loss(d)
+    # sum_t (w_t mean_t)^2 = 1^2 + 0.5^2 + 0.25^2 + (0.1 * 4)^2 = 1 + 0.25 + 0.0625 + 0.16 = 1.4725
+    assert out.total.item() == pytest.approx(1.4725, abs=1e-6)
+    assert out.parts["df_flops"].item() == pytest.approx(1.4725, abs=1e-6)
+    assert out.parts["df_flops_mean_w"].item() == pytest.approx(sum(DF_W) / 4, abs=1e-6)
+    out.total.backward()
+    # d/d d_it = 2 w_t^2 mean_t / M * sign(d_it): [2/3, 1/6, 1/24, 0.08/3] where d_it > 0, 0 at d_it = 0
+    assert_rows(
+        d.grad,
+        [[2 / 3, 1 / 6, 0, 0.08 / 3], [2 / 3, 0, 1 / 24, 0.08 / 3], [2 / 3, 1 / 6, 1 / 24, 0.08 / 3]],
+        tol=1e-6,
+    )
+    # the other reading of the paper: w_t * mean_t^2 = 1 + 0.5 + 0.25 + 0.1 * 16 = 3.35
+    outside = DfFlopsLoss(torch.tensor(DF_IDF), alpha=0.25, beta=1.0, weight_inside_square=False)
+    assert outside(t(DF_DOCS)).total.item() == pytest.approx(3.35, abs=1e-6)
+
+
+def test_df_flops_presses_harder_on_low_idf_tokens() -> None:
+    # Equal usage of every token: mean |d| = 1 in each column, so each token's share is w_t^2.
+    out = DfFlopsLoss(torch.tensor(DF_IDF), alpha=0.25)(torch.ones(2, 4, dtype=F64))
+    shares = [w**2 / sum(v**2 for v in DF_W) for w in DF_W]
+    assert shares == sorted(shares, reverse=True)  # idf ascending -> share descending
+    assert out.total.item() == pytest.approx(sum(w**2 for w in DF_W), abs=1e-6)
+    # with the default alpha, beta the weights are still decreasing in idf, within [0, 1]
+    w = DfFlopsLoss(torch.tensor([0.0, 0.5, 1.0, 2.0, 5.0, 12.0])).token_weights()
+    assert torch.all(w[:-1] > w[1:]) and w[0].item() == pytest.approx(1.0) and w[-1].item() >= 0
+    # activ(alpha) = 1/2 and activ(1) = 1 for any beta
+    assert df_flops_activation(torch.tensor([0.1, 1.0]), 0.1, 3.0).tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_df_fraction_inverts_the_idf_formula() -> None:
+    # exp(-idf) = (df + 0.5) / (N + 1) for idf = log(1 + (N - df + 0.5) / (df + 0.5)); N = 9
+    df = torch.tensor([0.0, 1.0, 4.5, 9.0])
+    idf = torch.from_numpy(idf_from_df(df.numpy(), 9))
+    assert df_fraction_from_idf(idf).tolist() == pytest.approx(((df + 0.5) / 10).tolist(), rel=1e-6)
+    # negative (trainable) idf is read as idf 0: fraction 1, full weight; no NaN
+    assert df_fraction_from_idf(torch.tensor([-2.0])).item() == 1.0
+    assert DfFlopsLoss(torch.tensor([-2.0, 1.0])).token_weights()[0].item() == pytest.approx(1.0)
+    # the same weights from document fractions given directly
+    direct = DfFlopsLoss(df_fraction=torch.tensor([1.0, 0.25, 1 / 16, 0.01]), alpha=0.25)
+    assert direct.token_weights().tolist() == pytest.approx(DF_W, abs=1e-6)
+    with pytest.raises(ValueError, match="exactly one"):
+        DfFlopsLoss()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        DfFlopsLoss(df_fraction=torch.tensor([1.5]))
+    with pytest.raises(ValueError, match="alpha"):
+        DfFlopsLoss(torch.zeros(3), alpha=1.0)
+    with pytest.raises(ValueError, match="documents"):
+        DfFlopsLoss(torch.zeros(3))(torch.ones(2, 4))
+
+
+def test_df_flops_follows_a_trainable_idf_without_sending_it_gradient() -> None:
+    idf = torch.nn.Parameter(torch.tensor(DF_IDF, dtype=F64))
+    loss = DfFlopsLoss(idf, alpha=0.25)
+    assert list(loss.parameters()) == []  # held by reference, not registered
+    d = t(DF_DOCS, grad=True)
+    loss(d).total.backward()
+    assert idf.grad is None and d.grad is not None
+    with torch.no_grad():
+        idf.copy_(torch.tensor([math.log(100), math.log(16), math.log(4), 0.0], dtype=F64))  # in place
+    assert loss.token_weights().tolist() == pytest.approx(DF_W[::-1], abs=1e-6)
+
+
+def test_build_loss_with_idf_penalty() -> None:
+    settings = SimpleNamespace(
+        temperature=1.0,
+        lambda_flops=0.4,
+        flops_warmup_steps=100,
+        lambda_idf=0.2,
+        l0_threshold=None,
+        distill="none",
+        distill_weight=1.0,
+    )
+    idf = torch.nn.Parameter(torch.tensor([0.1, 0.7, 2.0, 4.0], dtype=F64), requires_grad=True)
+    loss = build_loss(settings, idf_weights=idf)
+    d = t(D, grad=True)
+    out = loss(queries=t(Q), documents=d, n_negatives=1, step=50)
+    penalty = DfFlopsLoss(idf)(t(D)).total.item()
+    assert {"infonce", "flops", "flops_weight", "idf_penalty", "idf_penalty_weight", "df_flops"} <= set(
+        out.parts
+    )
+    # same warm-up as FLOPS: step 50 of 100 -> 0.2 * (1/2)^2 = 0.05
+    assert out.parts["idf_penalty_weight"].item() == pytest.approx(0.05)
+    assert out.parts["idf_penalty"].item() == pytest.approx(penalty, abs=1e-12)
+    expected = 0.3524047 + 0.1 * 1.625 + 0.05 * penalty
+    assert out.total.item() == pytest.approx(expected, abs=1e-7)
+    rebuilt = sum(
+        out.parts[name].item() * out.parts[f"{name}_weight"].item()
+        for name in ("infonce", "flops", "idf_penalty")
+    )
+    assert out.total.item() == pytest.approx(rebuilt, abs=1e-12)
+    out.total.backward()
+    assert d.grad.abs().sum().item() > 0 and idf.grad is None
+    assert loss(queries=t(Q), documents=t(D), n_negatives=1, step=0).parts["idf_penalty_weight"] == 0
+    # weighting a low-idf token raises the penalty more than the same mass on a high-idf token
+    low, high = torch.zeros(1, 4, dtype=F64), torch.zeros(1, 4, dtype=F64)
+    low[0, 0], high[0, 3] = 1.0, 1.0
+    assert DfFlopsLoss(idf)(low).total.item() > DfFlopsLoss(idf)(high).total.item()
 
 
 def test_loss_output_rejects_non_scalars() -> None:

@@ -116,7 +116,10 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         (good | {"train": {"lr": -1}}, "train.lr: Input should be greater than 0"),
         (good | {"model": {"activation": "gelu"}}, "model.activation: Input should be 'log1p' or 'l0'"),
         ({"name": "x", "output_dir": "o"}, "data: Field required"),
-        (good | {"loss": {"lambda_idf": 0.1}}, "loss.lambda_idf: Value error, the IDF-aware penalty"),
+        (
+            good | {"loss": {"lambda_idf": -0.1}},
+            "loss.lambda_idf: Input should be greater than or equal to 0",
+        ),
         (good | {"loss": {"distill": "kl"}}, "loss.distill and data.teacher go together"),
     ]
     for raw, message in cases:

@@ -3,11 +3,13 @@
 - `infonce`: InfoNCE over in-batch and hard negatives (document layout, cross-rank gathering).
 - `flops`: FLOPS regularizer, l0 mask, quadratic warm-up.
 - `idf_penalty`: the IDF-aware penalty of the OpenSearch inference-free models (query side).
+- `df_flops`: DF-FLOPS (Porco et al., 2025), the additive idf-aware penalty (`lambda_idf`).
 - `distill`: KL and MarginMSE distillation, the min-max ensemble teacher.
 - `combined`: the weighted, scheduled total with every part.
 """
 
 from models.losses.combined import LossSettings, SpladeDocLoss, Weight, build_loss, combine_terms
+from models.losses.df_flops import DfFlopsLoss, df_flops_activation, df_fraction_from_idf
 from models.losses.distill import (
     DistillKLLoss,
     MarginMSELoss,
@@ -22,6 +24,7 @@ from models.losses.infonce import InfoNCELoss, candidate_scores, docs_per_query
 from models.losses.output import LossOutput
 
 __all__ = [
+    "DfFlopsLoss",
     "DistillKLLoss",
     "FlopsLoss",
     "IdfAwarePenalty",
@@ -35,6 +38,8 @@ __all__ = [
     "build_loss",
     "candidate_scores",
     "combine_terms",
+    "df_flops_activation",
+    "df_fraction_from_idf",
     "distill_kl",
     "docs_per_query",
     "ensemble_teacher_scores",

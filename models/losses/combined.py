@@ -1,11 +1,14 @@
 """The SPLADE-doc objective: ranking loss(es) plus weighted, scheduled regularizers, every part logged.
 
-    total = infonce + distill_weight * distill + lambda_flops(step) * flops + sum_k w_k(step) * reg_k
+    total = infonce + distill_weight * distill + lambda_flops(step) * flops
+            + lambda_idf(step) * idf_penalty + sum_k w_k(step) * reg_k
 
-with lambda_flops(step) = quadratic_warmup(step, lambda_flops, flops_warmup_steps) (SPLADE). The
-IDF-aware penalty of Geng et al. (2024) is not a term here: it is the idf weighting of the query
-vectors (`models.losses.idf_penalty`), so with IDF-weighted queries `infonce + lambda_flops * flops`
-is already the IDF-aware objective of the OpenSearch inference-free models.
+with lambda_flops(step) = quadratic_warmup(step, lambda_flops, flops_warmup_steps) (SPLADE) and
+lambda_idf(step) = quadratic_warmup(step, lambda_idf, flops_warmup_steps). Two idf-aware mechanisms
+are distinct here: the IDF-aware penalty of Geng et al. (2024) is the idf weighting of the query
+vectors (`models.losses.idf_penalty`, applied by the trainer, no loss term), and `idf_penalty`
+(present when lambda_idf > 0) is DF-FLOPS (Porco et al., 2025; `models.losses.df_flops`), a FLOPS
+whose per-token weight grows as idf falls.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from models.losses.df_flops import DfFlopsLoss
 from models.losses.distill import DistillKLLoss, MarginMSELoss
 from models.losses.flops import FlopsLoss, quadratic_warmup
 from models.losses.infonce import InfoNCELoss, docs_per_query
@@ -142,16 +146,13 @@ class LossSettings(Protocol):
 def build_loss(settings: LossSettings | Any, idf_weights: torch.Tensor | None = None) -> SpladeDocLoss:
     """The SpladeDocLoss a configuration describes.
 
-    `idf_weights` is accepted for the trainer's call but not used: the IDF-aware penalty is applied
-    where the query vectors are built. A positive `lambda_idf` is refused, because Geng et al.
-    (2024) define no additive IDF term to weight (see `models.losses.idf_penalty`).
+    Regularizers: "flops" always; "idf_penalty" when `settings.lambda_idf > 0`: DF-FLOPS
+    (`models.losses.df_flops.DfFlopsLoss`, default alpha and beta) with token weights from
+    `idf_weights` ([V], required then), weighted by quadratic_warmup(step, lambda_idf,
+    flops_warmup_steps), the FLOPS warm-up. The idf tensor is held by reference and its detached
+    value is read at every call, so a trainable idf (the trainer's Parameter, updated in place) is
+    followed step by step, and the penalty sends no gradient into it.
     """
-    del idf_weights
-    if settings.lambda_idf > 0:
-        raise ValueError(
-            "lambda_idf > 0: the IDF-aware penalty of Geng et al. (2024) is the idf weighting of the "
-            "query vectors (already applied), not an additive loss term; set lambda_idf to 0"
-        )
     lambda_flops, warmup = float(settings.lambda_flops), int(settings.flops_warmup_steps)
     regularizers: dict[str, tuple[Callable[[torch.Tensor], LossOutput], Weight]] = {
         "flops": (
@@ -159,6 +160,14 @@ def build_loss(settings: LossSettings | Any, idf_weights: torch.Tensor | None = 
             lambda step: quadratic_warmup(step, lambda_flops, warmup),
         )
     }
+    lambda_idf = _checked_weight(settings.lambda_idf)
+    if lambda_idf > 0:
+        if idf_weights is None:
+            raise ValueError("lambda_idf > 0: the idf_penalty (DF-FLOPS) needs the idf weights")
+        regularizers["idf_penalty"] = (
+            DfFlopsLoss(idf_weights),
+            lambda step: quadratic_warmup(step, lambda_idf, warmup),
+        )
     distill: DistillKLLoss | MarginMSELoss | None
     if settings.distill == "none":
         distill = None
