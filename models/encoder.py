@@ -37,7 +37,10 @@ def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
     path = Path(where)
     if path.exists() and not path.is_dir():
         raise ModelLoadError(f"{where}: not a checkpoint directory")
-    looks_local = path.is_absolute() or where.startswith(".") or path.exists()
+    # a hub id is "name" or "owner/name"; anything else with a path shape is a local directory
+    looks_local = path.is_absolute() or where.startswith((".", "~")) or where.count("/") > 1 or path.exists()
+    if looks_local and not path.is_dir():
+        raise ModelLoadError(f"{where}: checkpoint directory not found")
     if looks_local and not (path / "config.json").is_file():
         raise ModelLoadError(f"{where}: no config.json; not a Hugging Face checkpoint directory")
     try:

@@ -301,7 +301,7 @@ def test_missing_or_bad_idf_json(tiny_checkpoint: Path, tiny_beir: Path, tmp_pat
     (copy / "idf.json").write_text('{"레이어": Infinity}')
     with pytest.raises(HarnessError, match="weight of '레이어' is not a finite number"):
         splade_spec(str(copy)).build().index(load_beir(tiny_beir), use_cache=False)
-    with pytest.raises(HarnessError, match="not-here: no config.json"):
+    with pytest.raises(HarnessError, match="not-here: checkpoint directory not found"):
         splade_spec(str(tmp_path / "not-here")).build().index(load_beir(tiny_beir), use_cache=False)
 
 
