@@ -378,16 +378,15 @@ def test_splade_doc_loss_schedules_and_gradients() -> None:
     assert at_start.total.item() == pytest.approx(0.3524047, abs=1e-7)
 
 
+def _loss_settings(**overrides: object) -> SimpleNamespace:
+    """A loss section as LossConfig has it: FLOPS 0.4 over 100 steps, no IDF term, no distillation."""
+    defaults = {"temperature": 1.0, "lambda_flops": 0.4, "flops_warmup_steps": 100, "lambda_idf": 0.0,
+                "l0_threshold": None, "distill": "none", "distill_weight": 1.0}  # fmt: skip
+    return SimpleNamespace(**(defaults | overrides))
+
+
 def test_build_loss_from_settings() -> None:
-    settings = SimpleNamespace(
-        temperature=1.0,
-        lambda_flops=0.4,
-        flops_warmup_steps=100,
-        lambda_idf=0.0,
-        l0_threshold=None,
-        distill="kl",
-        distill_weight=0.5,
-    )
+    settings = _loss_settings(distill="kl", distill_weight=0.5)
     loss = build_loss(settings, idf_weights=torch.ones(4))
     q, d, teacher = t(Q), t(D), t([[1, 1], [3, 0]])
     # trainer-style call on one rank: gathered documents = local documents
@@ -407,11 +406,13 @@ def test_build_loss_from_settings() -> None:
         loss(queries=q, documents=d, n_negatives=1, step=0)
     assert "idf_penalty" not in out.parts  # lambda_idf = 0: no idf penalty term
     with pytest.raises(ValueError, match="lambda_idf > 0: the idf_penalty"):
-        build_loss(SimpleNamespace(**{**vars(settings), "lambda_idf": 0.1}))  # no idf weights
+        build_loss(_loss_settings(distill="kl", distill_weight=0.5, lambda_idf=0.1))  # no idf weights
     with pytest.raises(ValueError, match="finite and >= 0"):
-        build_loss(SimpleNamespace(**{**vars(settings), "lambda_idf": -0.1}), idf_weights=torch.ones(4))
+        build_loss(
+            _loss_settings(distill="kl", distill_weight=0.5, lambda_idf=-0.1), idf_weights=torch.ones(4)
+        )
     with pytest.raises(ValueError, match="unknown distillation"):
-        build_loss(SimpleNamespace(**{**vars(settings), "distill": "mse"}))
+        build_loss(_loss_settings(distill="mse", distill_weight=0.5))
 
 
 # ----------------------------------------------------------------------------- DF-FLOPS (idf penalty)
@@ -492,15 +493,7 @@ def test_df_flops_follows_a_trainable_idf_without_sending_it_gradient() -> None:
 
 
 def test_build_loss_with_idf_penalty() -> None:
-    settings = SimpleNamespace(
-        temperature=1.0,
-        lambda_flops=0.4,
-        flops_warmup_steps=100,
-        lambda_idf=0.2,
-        l0_threshold=None,
-        distill="none",
-        distill_weight=1.0,
-    )
+    settings = _loss_settings(lambda_idf=0.2)
     idf = torch.nn.Parameter(torch.tensor([0.1, 0.7, 2.0, 4.0], dtype=F64), requires_grad=True)
     loss = build_loss(settings, idf_weights=idf)
     d = t(D, grad=True)
