@@ -53,11 +53,11 @@ def main(
 
     from rich.markup import escape
 
+    from common.errors import WorkbenchError
+    from common.files import atomic_dir
     from harness.console import console
     from harness.datasets import dataset_registry, resolve_dataset
-    from harness.errors import HarnessError
     from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
-    from harness.io import atomic_dir
     from harness.leaderboard import Leaderboard, default_path
     from harness.reports import console_table, efficiency_table, flat_results, results_document, write_report
     from harness.retrievers import resolve_retriever, retriever_registry
@@ -66,7 +66,7 @@ def main(
     started = time.perf_counter()
     try:
         if stat_test not in STAT_TESTS:
-            raise HarnessError(f"unknown significance test {stat_test!r}; valid: {', '.join(STAT_TESTS)}")
+            raise WorkbenchError(f"unknown significance test {stat_test!r}; valid: {', '.join(STAT_TESTS)}")
         config = EvalConfig(
             metrics=tuple(validate_metrics(metric or DEFAULT_METRICS)),
             top_k=top_k,
@@ -93,7 +93,7 @@ def main(
             rows, warnings = evaluate_all(datasets, retrievers, config, tmp, match_languages=not model)
             doc = results_document(rows, config, warnings, time.perf_counter() - started)
             write_report(tmp, doc, rows, config)
-    except HarnessError as exc:
+    except WorkbenchError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(console_table(rows, config))
@@ -103,8 +103,8 @@ def main(
     try:
         with Leaderboard(board) as db:
             ids = db.record(rows, out, git_revision=doc["git_revision"], versions=doc["versions"])
-    except (HarnessError, sqlite3.Error) as exc:
-        message = str(exc) if isinstance(exc, HarnessError) else f"{board}: {exc}"
+    except (WorkbenchError, sqlite3.Error) as exc:
+        message = str(exc) if isinstance(exc, WorkbenchError) else f"{board}: {exc}"
         console.print(
             f"[red]error:[/] the report is written but not recorded in the leaderboard: {escape(message)}",
             soft_wrap=True,
@@ -169,13 +169,13 @@ def idf_command(
     from rich.markup import escape
     from rich.table import Table
 
+    from common.errors import WorkbenchError
     from harness.console import console
     from harness.datasets import dataset_registry, load_dataset, resolve_dataset
-    from harness.errors import HarnessError
 
     try:
         if key_format not in ("string", "token_id"):
-            raise HarnessError(f"--key-format must be string or token_id, not {key_format!r}")
+            raise WorkbenchError(f"--key-format must be string or token_id, not {key_format!r}")
         from transformers import AutoTokenizer
 
         from models.idf import IdfWeights, check_fidelity
@@ -183,15 +183,15 @@ def idf_command(
         try:
             tokenizer = AutoTokenizer.from_pretrained(model)
         except (OSError, ValueError) as exc:
-            raise HarnessError(f"{model}: cannot load a tokenizer ({str(exc).splitlines()[0]})") from None
+            raise WorkbenchError(f"{model}: cannot load a tokenizer ({str(exc).splitlines()[0]})") from None
         out = output or Path(model) / "idf.json"
         if out.exists() and not force:
-            raise HarnessError(f"{out} exists; pass --force to overwrite or --output elsewhere")
+            raise WorkbenchError(f"{out} exists; pass --force to overwrite or --output elsewhere")
         spec = resolve_dataset(dataset, dataset_registry())
         data = load_dataset(spec)
         texts = [doc.full_text for doc in data.corpus.values()]
         IdfWeights.from_corpus(texts, tokenizer).to_json(out, key_format=key_format)
-    except HarnessError as exc:
+    except WorkbenchError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(f"wrote {out} ({len(texts):,} documents of {spec.name})")
@@ -239,8 +239,8 @@ def leaderboard_command(
     from rich.markup import escape
     from rich.table import Table
 
+    from common.errors import WorkbenchError
     from harness.console import console
-    from harness.errors import HarnessError
     from harness.leaderboard import Leaderboard, default_path, metric_names
 
     path = db or default_path()
@@ -250,8 +250,8 @@ def leaderboard_command(
     try:
         with Leaderboard(path) as board:
             ranked = board.ranking(dataset=dataset, split=split, metric=metric, limit=limit)
-    except (HarnessError, sqlite3.Error) as exc:
-        message = str(exc) if isinstance(exc, HarnessError) else f"{path}: {exc}"
+    except (WorkbenchError, sqlite3.Error) as exc:
+        message = str(exc) if isinstance(exc, WorkbenchError) else f"{path}: {exc}"
         console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
         raise typer.Exit(2) from None
     if not ranked:

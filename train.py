@@ -28,10 +28,10 @@ def main(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
+    from common.errors import WorkbenchError
+    from common.provenance import git_revision
     from harness.console import console
-    from harness.errors import HarnessError
     from harness.leaderboard import Leaderboard, default_path
-    from harness.provenance import git_revision
     from harness.training import build_examples, checkpoint_evaluator, resolve_base_model
     from models.config import ConfigError, TrainingConfig
     from models.encoder import ModelLoadError, load_masked_lm
@@ -75,7 +75,7 @@ def main(
                 on_checkpoint=checkpoint_evaluator(cfg, run_id, board.record), log=show, manifest=manifest,
             )  # fmt: skip
             result = trainer.train(resume=resume)
-    except (ConfigError, ModelLoadError, HarnessError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ModelLoadError, WorkbenchError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except NonFiniteError as exc:

@@ -19,8 +19,8 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
+from common.files import atomic_write
 from harness.console import track
-from harness.io import atomic_write
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ import numpy as np
 from numba.typed import List as TypedList
 from ranx import metrics as rm
 
-from harness.errors import HarnessError
-from harness.io import atomic_write
+from common.errors import WorkbenchError
+from common.files import atomic_write
 from harness.ranking import Ranking
 
 __all__ = [
@@ -58,14 +58,14 @@ def validate_metrics(names: Sequence[str]) -> list[str]:
     for name in names:
         match = _METRIC.match(name)
         if not match or match["name"] not in RANX_METRICS:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"unknown metric {name!r}; valid: {', '.join(RANX_METRICS)} (optionally @k, e.g. ndcg@10)"
             )
         if match["k"] and match["name"] in NO_CUTOFF:
-            raise HarnessError(f"metric {name!r}: {match['name']} takes no @k cutoff")
+            raise WorkbenchError(f"metric {name!r}: {match['name']} takes no @k cutoff")
         checked.append(name)
     if not checked:
-        raise HarnessError("no metrics given")
+        raise WorkbenchError("no metrics given")
     return checked
 
 
@@ -89,7 +89,7 @@ def evaluate_run(
     """
     metrics = validate_metrics(metrics)
     if not qrels:
-        raise HarnessError("no judged queries to evaluate")
+        raise WorkbenchError("no judged queries to evaluate")
     number = {doc_id: i for i, doc_id in enumerate(ranking.doc_ids)}
     unknown: dict[str, int] = {}  # judged documents the ranking never saw get negative numbers
     qids = list(qrels)
@@ -132,7 +132,7 @@ def paired_test(
     flipping the sign of each per-query difference, `n_permutations` draws from `seed`.
     """
     if test not in STAT_TESTS:
-        raise HarnessError(f"unknown significance test {test!r}; valid: {', '.join(STAT_TESTS)}")
+        raise WorkbenchError(f"unknown significance test {test!r}; valid: {', '.join(STAT_TESTS)}")
     qids = sorted(set(a) & set(b))
     diff = np.array([a[q] - b[q] for q in qids])
     if len(diff) < 2 or not np.any(diff):
@@ -152,7 +152,7 @@ def paired_test(
 def write_trec_run(ranking: Ranking, path: Path, tag: str) -> int:
     """Write a TREC run file (gzip when the name ends in .gz); returns the number of lines."""
     if not tag or any(c.isspace() for c in tag):
-        raise HarnessError(f"run tag {tag!r} must be non-empty without spaces")
+        raise WorkbenchError(f"run tag {tag!r} must be non-empty without spaces")
     lines = 0
     with atomic_write(path) as handle:
         for qid, doc_ids, scores in ranking.items():

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from harness.errors import HarnessError
+from common.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from harness.runner import Row
@@ -120,29 +120,29 @@ class Leaderboard:
     """A leaderboard database, created with its schema where the file does not exist yet.
 
     Use as a context manager (or call `close`). A file that is not a SQLite database, a SQLite
-    database that is not a leaderboard, or one of another schema version raises HarnessError.
+    database that is not a leaderboard, or one of another schema version raises WorkbenchError.
     """
 
     def __init__(self, path: Path | str, timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         if self.path.is_dir():
-            raise HarnessError(f"{self.path}: is a directory, not a leaderboard database")
+            raise WorkbenchError(f"{self.path}: is a directory, not a leaderboard database")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: no implicit transactions; record() opens its own
             self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise HarnessError(f"{self.path}: cannot open the leaderboard ({exc})") from None
+            raise WorkbenchError(f"{self.path}: cannot open the leaderboard ({exc})") from None
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             self._open_schema()
             self._conn.execute("PRAGMA journal_mode = WAL")
-        except HarnessError:
+        except WorkbenchError:
             self._conn.close()
             raise
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise HarnessError(f"{self.path}: not a usable leaderboard database ({exc})") from None
+            raise WorkbenchError(f"{self.path}: not a usable leaderboard database ({exc})") from None
         self._conn.row_factory = sqlite3.Row
 
     def _open_schema(self) -> None:
@@ -151,7 +151,7 @@ class Leaderboard:
         if version == SCHEMA_VERSION:
             return
         if version != 0:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"{self.path}: leaderboard schema version {version}, this code reads version {SCHEMA_VERSION}"
             )
         # a new (or empty) file: create the schema, unless another process just did
@@ -163,14 +163,14 @@ class Leaderboard:
                     r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
                 ]
                 if tables:
-                    raise HarnessError(
+                    raise WorkbenchError(
                         f"{self.path}: a SQLite database but not a leaderboard (tables {', '.join(tables)})"
                     )
                 for statement in _SCHEMA:
                     self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
-                raise HarnessError(
+                raise WorkbenchError(
                     f"{self.path}: leaderboard schema version {version}, "
                     f"this code reads version {SCHEMA_VERSION}"
                 )
@@ -223,11 +223,11 @@ class Leaderboard:
         A locked database is waited for (busy timeout); any other SQLite error is raised.
         """
         if checkpoint_kind is not None and checkpoint_kind not in CHECKPOINT_KINDS:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"checkpoint kind {checkpoint_kind!r}; valid: {', '.join(CHECKPOINT_KINDS)} or None"
             )
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-            raise HarnessError(f"step must be an integer or None, not {step!r}")
+            raise WorkbenchError(f"step must be an integer or None, not {step!r}")
         created = datetime.now(UTC).isoformat(timespec="seconds")
         per_query_path = str(Path(report_dir).resolve())
         values = [
@@ -304,15 +304,15 @@ class Leaderboard:
         and versions as dicts) and `is_best_of_run`: whether it has the highest value of the
         metric among the rows of the same training run, dataset and split (ties are all best;
         always False outside a training run). An empty selection gives []; a metric that no
-        selected row has raises HarnessError listing the metrics present.
+        selected row has raises WorkbenchError listing the metrics present.
         """
         if limit is not None and limit < 1:
-            raise HarnessError(f"limit must be positive, not {limit}")
+            raise WorkbenchError(f"limit must be positive, not {limit}")
         rows = self.rows(dataset, split)
         scored = [r for r in rows if isinstance(r["metrics"].get(metric), int | float)]
         if rows and not scored:
             present = sorted({m for r in rows for m in r["metrics"]})
-            raise HarnessError(
+            raise WorkbenchError(
                 f"{self.path}: no evaluation has metric {metric!r}; metrics present: {', '.join(present)}"
             )
         best: dict[tuple[str, str, str], float] = {}

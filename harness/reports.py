@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
-from harness.io import atomic_write
-from harness.provenance import git_revision, library_versions
+from common.files import atomic_write
+from common.provenance import git_revision, library_versions
 from harness.runner import OK_TOLERANCE, OKISH_TOLERANCE, EvalConfig, Row
 
 __all__ = [

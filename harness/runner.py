@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import WorkbenchError
 from harness.console import console
 from harness.datasets import DatasetSpec, load_dataset
-from harness.errors import HarnessError
 from harness.evaluation import DEFAULT_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
 from harness.retrievers.base import RetrieverSpec
 
@@ -95,7 +95,7 @@ def evaluate_all(
     for kind, names in (("dataset", [d.name for d in datasets]), ("retriever", [r.name for r in retrievers])):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
-            raise HarnessError(f"{kind} named more than once: {', '.join(repeated)}")
+            raise WorkbenchError(f"{kind} named more than once: {', '.join(repeated)}")
     rows: list[Row] = []
     warnings: list[str] = []
     too_deep = [m for m in config.metrics if "@" in m and int(m.split("@")[1]) > config.top_k]

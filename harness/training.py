@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.errors import WorkbenchError
+from common.files import atomic_dir
+from common.provenance import git_revision, library_versions
 from harness.console import console
 from harness.datasets import Dataset, dataset_registry, load_dataset, resolve_dataset
-from harness.errors import HarnessError
-from harness.io import atomic_dir
-from harness.provenance import git_revision, library_versions
 from harness.reports import results_document, write_report
 from harness.retrievers import resolve_retriever
 from harness.retrievers.splade import cassette_model_dir, splade_spec
@@ -79,7 +79,9 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
                     mined = [*mined, candidate]
                     topped_up += 1
             if len(mined) < data_cfg.hard_negatives:
-                raise HarnessError(f"{spec.name}: too few documents for {data_cfg.hard_negatives} negatives")
+                raise WorkbenchError(
+                    f"{spec.name}: too few documents for {data_cfg.hard_negatives} negatives"
+                )
             examples.append(
                 Example(
                     query=data.queries[qid],
@@ -90,7 +92,7 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
             )
         console.log(f"{spec.name}: {len(pairs)} training pairs, {topped_up} random negatives topped up")
     if not examples:
-        raise HarnessError(
+        raise WorkbenchError(
             f"no training examples in the {data_cfg.split!r} split of {', '.join(data_cfg.train)}"
         )
     if data_cfg.max_pairs and len(examples) > data_cfg.max_pairs:
@@ -117,13 +119,15 @@ def _teacher(
     if config.data.teacher == "data":
         path = data.path / "teacher" / f"{split}.tsv"
         if not path.is_file():
-            raise HarnessError(f"{name}: data.teacher is 'data' but {path} does not exist")
+            raise WorkbenchError(f"{name}: data.teacher is 'data' but {path} does not exist")
         table = {(qid, doc): float(rel) for _, qid, doc, rel in _read_scores(path)}
 
         def from_data(qid: str, docs: list[str]) -> tuple[float, ...]:
             missing = [d for d in docs if (qid, d) not in table]
             if missing:
-                raise HarnessError(f"{path}: no teacher score for query {qid!r} and document {missing[0]!r}")
+                raise WorkbenchError(
+                    f"{path}: no teacher score for query {qid!r} and document {missing[0]!r}"
+                )
             return tuple(table[(qid, d)] for d in docs)
 
         return from_data
@@ -148,18 +152,18 @@ def _teacher(
 
 def _read_scores(path: Path) -> list[tuple[int, str, str, float]]:
     """(line, qid, docid, score) rows of a teacher TSV with an optional header."""
-    from harness.io import read_tsv
+    from common.files import read_tsv
 
     rows = []
     for line, fields in read_tsv(path):
         if line == 1 and fields[-1].lower() == "score":
             continue
         if len(fields) != 3:
-            raise HarnessError(f"{path}:{line}: expected query-id, corpus-id, score")
+            raise WorkbenchError(f"{path}:{line}: expected query-id, corpus-id, score")
         try:
             rows.append((line, fields[0], fields[1], float(fields[2])))
         except ValueError:
-            raise HarnessError(f"{path}:{line}: score {fields[2]!r} is not a number") from None
+            raise WorkbenchError(f"{path}:{line}: score {fields[2]!r} is not a number") from None
     return rows
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
+from common.paths import cache_dir
 from harness.analyzers import KiwiAnalyzer, PlainAnalyzer, TokenizedCorpus, analyze_cached
-from harness.datasets import cache_dir, load_beir
+from harness.datasets import load_beir
 from harness.retrievers import get_retriever, register, retriever_registry
 from harness.retrievers.base import RetrieverSpec
 from harness.retrievers.bm25 import BM25Retriever

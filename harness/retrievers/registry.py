@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.errors import HarnessError
+from common.errors import WorkbenchError
 from harness.retrievers.base import RetrieverSpec
 
 __all__ = ["get_retriever", "register", "retriever_registry"]
@@ -23,5 +23,5 @@ def retriever_registry() -> dict[str, RetrieverSpec]:
 
 def get_retriever(name: str) -> RetrieverSpec:
     if name not in _REGISTRY:
-        raise HarnessError(f"unknown retriever {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+        raise WorkbenchError(f"unknown retriever {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

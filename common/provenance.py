@@ -6,13 +6,26 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-__all__ = ["git_revision", "library_versions"]
+__all__ = ["LIBRARIES", "git_revision", "library_versions", "provenance"]
 
-LIBRARIES = ("numpy", "scipy", "ranx", "bm25s", "rank-bm25", "kiwipiepy", "torch", "transformers")
+LIBRARIES = (
+    "numpy",
+    "scipy",
+    "ranx",
+    "bm25s",
+    "rank-bm25",
+    "kiwipiepy",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "sentence-transformers",
+)
 
 
 def library_versions() -> dict[str, str]:
+    """Python's version and that of each installed library of `LIBRARIES`."""
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
@@ -39,3 +52,8 @@ def git_revision(path: Path | None = None) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+def provenance() -> dict[str, Any]:
+    """{"git_revision": ..., "versions": {...}}: what every report, record and checkpoint states."""
+    return {"git_revision": git_revision(), "versions": library_versions()}

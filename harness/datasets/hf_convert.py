@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.io import read_jsonl, read_tsv
+from common.errors import WorkbenchError
+from common.files import read_jsonl, read_qrels, read_tsv
 
 __all__ = ["convert_hf_files", "read_records"]
 
@@ -44,7 +44,7 @@ def read_records(path: Path, tsv_columns: Sequence[Sequence[str]] = ()) -> Itera
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise HarnessError(f"{path}: install pyarrow to read parquet files") from None
+            raise WorkbenchError(f"{path}: install pyarrow to read parquet files") from None
         for batch in pq.ParquetFile(path).iter_batches():
             yield from batch.to_pylist()
     elif name.endswith((".tsv", ".tsv.gz")):
@@ -54,20 +54,20 @@ def read_records(path: Path, tsv_columns: Sequence[Sequence[str]] = ()) -> Itera
                 columns = next((c for c in tsv_columns if len(c) == len(values)), None)
                 if columns is None:
                     shapes = " or ".join(str(len(c)) for c in tsv_columns) or "known"
-                    raise HarnessError(f"{path}:{line}: {len(values)} columns, expected {shapes}")
+                    raise WorkbenchError(f"{path}:{line}: {len(values)} columns, expected {shapes}")
                 if values[0] == columns[0]:
                     continue  # header
             if len(values) != len(columns):
-                raise HarnessError(f"{path}:{line}: {len(values)} columns, expected {len(columns)}")
+                raise WorkbenchError(f"{path}:{line}: {len(values)} columns, expected {len(columns)}")
             yield dict(zip(columns, values, strict=True))
     else:
-        raise HarnessError(f"{path}: unsupported file type (use .jsonl, .jsonl.gz, .tsv or .parquet)")
+        raise WorkbenchError(f"{path}: unsupported file type (use .jsonl, .jsonl.gz, .tsv or .parquet)")
 
 
 def _field(row: dict[str, Any], column: str, path: Path, required: bool = True) -> Any:
     if column not in row:
         if required:
-            raise HarnessError(f"{path}: no column {column!r} (columns: {', '.join(map(str, row))})")
+            raise WorkbenchError(f"{path}: no column {column!r} (columns: {', '.join(map(str, row))})")
         return ""
     return row[column]
 
@@ -82,10 +82,12 @@ def convert_hf_files(
     """Fetch each named file and write corpus.jsonl, queries.jsonl and qrels/<split>.tsv to `out`."""
     unknown = set(fields) - set(FIELD_DEFAULTS)
     if unknown:
-        raise HarnessError(f"source.fields: unknown keys {sorted(unknown)}; valid: {sorted(FIELD_DEFAULTS)}")
+        raise WorkbenchError(
+            f"source.fields: unknown keys {sorted(unknown)}; valid: {sorted(FIELD_DEFAULTS)}"
+        )
     for key in ("corpus", "queries", "qrels"):
         if key not in files:
-            raise HarnessError(f"source.files: missing key {key!r}")
+            raise WorkbenchError(f"source.files: missing key {key!r}")
     f = FIELD_DEFAULTS | fields
     (out / "qrels").mkdir(parents=True)
     with (out / "corpus.jsonl").open("w", encoding="utf-8") as handle:
@@ -116,8 +118,6 @@ def convert_hf_files(
         with (out / "qrels" / f"{split}.tsv").open("w", encoding="utf-8") as handle:
             handle.write("query-id\tcorpus-id\tscore\n")
             if path.name.endswith((".tsv", ".tsv.gz", ".txt")):
-                from harness.datasets import read_qrels
-
                 for _, qid, doc_id, rel in read_qrels(path):
                     handle.write(f"{qid}\t{doc_id}\t{rel}\n")
                 continue
@@ -125,5 +125,7 @@ def convert_hf_files(
                 qid, doc_id = _field(row, f["qrels_query_id"], path), _field(row, f["qrels_corpus_id"], path)
                 score = _field(row, f["qrels_score"], path)
                 if float(score) != int(float(score)):
-                    raise HarnessError(f"{path}: relevance {score!r} of {qid!r} {doc_id!r} is not an integer")
+                    raise WorkbenchError(
+                        f"{path}: relevance {score!r} of {qid!r} {doc_id!r} is not an integer"
+                    )
                 handle.write(f"{qid}\t{doc_id}\t{int(float(score))}\n")

@@ -1,0 +1,202 @@
+"""File helpers: line readers that name the file and line, checksums, atomic writes.
+
+Every writer here builds its output under a temporary name beside the target and renames it into
+place only when complete, so an interrupted run never leaves a half-written file or folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from common.errors import WorkbenchError
+
+__all__ = [
+    "atomic_dir",
+    "atomic_write",
+    "open_text",
+    "read_jsonl",
+    "read_pair_scores",
+    "read_qrels",
+    "read_tsv",
+    "sha256_file",
+    "sha256_tree",
+    "write_bytes",
+    "write_json",
+]
+
+
+def open_text(path: Path) -> IO[str]:
+    """Open a text file for reading, transparently decompressing `.gz`."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; malformed lines name file and line."""
+    with open_text(path) as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise WorkbenchError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise WorkbenchError(f"{path}:{line_no}: expected a JSON object")
+            yield line_no, obj
+
+
+def read_tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield (line number, fields) for each non-blank line of a tab- or space-separated file."""
+    with open_text(path) as handle:
+        for line_no, line in enumerate(handle, start=1):
+            line = line.rstrip("\n\r")
+            if line.strip():
+                yield line_no, line.split("\t") if "\t" in line else line.split()
+
+
+def read_qrels(path: Path) -> list[tuple[int, str, str, int]]:
+    """(line, qid, docid, relevance) rows of a BEIR TSV (header optional) or TREC qrels file."""
+    rows = []
+    for line, fields in read_tsv(path):
+        if line == 1 and fields[-1].lower() in {"score", "relevance", "rel"}:
+            continue  # BEIR header
+        if len(fields) == 3:
+            qid, doc_id, rel = fields
+        elif len(fields) == 4:
+            qid, _, doc_id, rel = fields
+        else:
+            raise WorkbenchError(f"{path}:{line}: expected 3 (BEIR) or 4 (TREC) columns")
+        try:
+            relevance = int(float(rel)) if float(rel).is_integer() else None
+        except ValueError:
+            relevance = None
+        if relevance is None:
+            raise WorkbenchError(f"{path}:{line}: relevance {rel!r} is not an integer")
+        rows.append((line, qid, doc_id, relevance))
+    return rows
+
+
+def read_pair_scores(path: Path) -> list[tuple[int, str, str, float]]:
+    """(line, qid, docid, score) rows of a "query-id corpus-id score" TSV (header optional)."""
+    rows = []
+    for line, fields in read_tsv(path):
+        if line == 1 and fields[-1].lower() == "score":
+            continue
+        if len(fields) != 3:
+            raise WorkbenchError(f"{path}:{line}: expected query-id, corpus-id, score")
+        try:
+            rows.append((line, fields[0], fields[1], float(fields[2])))
+        except ValueError:
+            raise WorkbenchError(f"{path}:{line}: score {fields[2]!r} is not a number") from None
+    return rows
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(root: Path, skip: Callable[[Path], bool] | None = None) -> str:
+    """Checksum of a directory: every regular file's relative path and content, in sorted order.
+
+    `skip(relative_path)` leaves out the files it is true for.
+    """
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for path in files:
+        relative = path.relative_to(root)
+        if skip is not None and skip(relative):
+            continue
+        digest.update(relative.as_posix().encode())
+        digest.update(b"\0")
+        digest.update(sha256_file(path).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _default_mode(path: Path, base: int) -> None:
+    """Give a temporary file or folder the permissions a plain create would have (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(base & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write to a temporary file beside `path`; rename over it only when the block succeeds.
+
+    A `.gz` path is gzip-compressed (mtime 0, so the same content gives the same bytes).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        if path.suffix == ".gz":  # level 1: fast
+            raw = gzip.GzipFile(tmp_path, "wb", compresslevel=1, mtime=0)
+            handle: IO[Any] = raw if "b" in mode else io.TextIOWrapper(raw, encoding="utf-8")
+        else:
+            handle = tmp_path.open(mode, encoding=None if "b" in mode else "utf-8")
+        with handle:
+            yield handle
+        _default_mode(tmp_path, 0o666)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` atomically; a file that already holds exactly `data` is left alone."""
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_json(path: Path, obj: Any, indent: int | None = None) -> None:
+    """Write `obj` as UTF-8 JSON (non-ASCII kept), atomically, ending with a newline when indented."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent) + ("\n" if indent is not None else "")
+    write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name; it appears at `path` only when complete.
+
+    An existing `path` is an error, unless `replace`: then it is swapped for the new one at the end.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not replace:
+        raise WorkbenchError(f"{path}: output directory already exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        _default_mode(tmp, 0o777)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / "previous")
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
