@@ -47,23 +47,20 @@ def main(
     if ctx.invoked_subcommand is not None:
         return
     import json
-    import sqlite3
-    import time
     from datetime import datetime
 
     from rich.markup import escape
 
     from common.errors import WorkbenchError
-    from common.files import atomic_dir
     from harness.console import console
     from harness.datasets import dataset_registry, resolve_dataset
     from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
-    from harness.leaderboard import Leaderboard, default_path
-    from harness.reports import console_table, efficiency_table, flat_results, results_document, write_report
+    from harness.leaderboard import default_path
+    from harness.reports import console_table, efficiency_table, flat_results
     from harness.retrievers import resolve_retriever, retriever_registry
-    from harness.runner import EvalConfig, evaluate_all
+    from harness.runner import EvalConfig
+    from harness.session import evaluate_report_record
 
-    started = time.perf_counter()
     try:
         if stat_test not in STAT_TESTS:
             raise WorkbenchError(f"unknown significance test {stat_test!r}; valid: {', '.join(STAT_TESTS)}")
@@ -88,32 +85,19 @@ def main(
             else [s for s in retriever_registry().values() if s.default]
         )
         out = output or Path("reports") / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
-        with atomic_dir(out) as tmp:
-            # defaults run only where a retriever's languages cover the dataset's; named ones everywhere
-            rows, warnings = evaluate_all(datasets, retrievers, config, tmp, match_languages=not model)
-            doc = results_document(rows, config, warnings, time.perf_counter() - started)
-            write_report(tmp, doc, rows, config)
+        board = leaderboard or default_path()
+        # defaults run only where a retriever's languages cover the dataset's; named ones everywhere
+        result = evaluate_report_record(datasets, retrievers, config, out, board, match_languages=not model)
     except WorkbenchError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
-    console.print(console_table(rows, config))
-    console.print(efficiency_table(rows))
+    console.print(console_table(result.rows, config))
+    console.print(efficiency_table(result.rows))
     console.print(f"report: {escape(str(out))}")
-    board = leaderboard or default_path()
-    try:
-        with Leaderboard(board) as db:
-            ids = db.record(rows, out, git_revision=doc["git_revision"], versions=doc["versions"])
-    except (WorkbenchError, sqlite3.Error) as exc:
-        message = str(exc) if isinstance(exc, WorkbenchError) else f"{board}: {exc}"
-        console.print(
-            f"[red]error:[/] the report is written but not recorded in the leaderboard: {escape(message)}",
-            soft_wrap=True,
-        )
-        raise typer.Exit(2) from None
-    plural = "" if len(ids) == 1 else "s"
-    console.print(f"leaderboard: {len(ids)} row{plural} recorded in {escape(str(board))}")
+    plural = "" if result.recorded == 1 else "s"
+    console.print(f"leaderboard: {result.recorded} row{plural} recorded in {escape(str(board))}")
     if json_out:
-        print(json.dumps(flat_results(rows), ensure_ascii=False, indent=1))
+        print(json.dumps(flat_results(result.rows), ensure_ascii=False, indent=1))
 
 
 @app.command("list")

@@ -32,9 +32,9 @@ def main(
     from common.provenance import git_revision
     from harness.console import console
     from harness.leaderboard import Leaderboard, default_path
-    from harness.training import build_examples, checkpoint_evaluator, resolve_base_model
-    from models.config import ConfigError, TrainingConfig
-    from models.encoder import ModelLoadError, load_masked_lm
+    from harness.training import build_examples, checkpoint_evaluator, progress_line, resolve_base_model
+    from models.checkpoint import load_idf, load_masked_lm
+    from models.config import TrainingConfig
     from models.idf import IdfWeights
     from models.trainer import NonFiniteError, Trainer
 
@@ -53,29 +53,37 @@ def main(
         examples, corpus, checksums = build_examples(cfg)
         if cfg.model.idf == "corpus":
             idf = IdfWeights.from_corpus(corpus, tokenizer)
+        elif cfg.model.idf == "base":
+            idf = load_idf(Path(base), tokenizer)
         else:
-            idf_path = Path(base) / "idf.json" if cfg.model.idf == "base" else Path(cfg.model.idf)
-            idf = IdfWeights.from_json(idf_path, tokenizer)
+            idf = IdfWeights.from_json(Path(cfg.model.idf), tokenizer)
         run_id = f"{cfg.name}-{cfg.fingerprint()[:8]}"
-        board = Leaderboard(leaderboard or default_path())
+        board = leaderboard or default_path()
+        Leaderboard(board).close()  # an unusable database fails now, not after the first checkpoint
         manifest = {"run_id": run_id, "base_model": cfg.model.base, "git_revision": git_revision(),
                     "data_checksums": checksums, "training_examples": len(examples)}  # fmt: skip
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(), TextColumn("{task.fields[parts]}"), console=console,
+            disable=not console.is_terminal,
         ) as progress:  # fmt: skip
             task = progress.add_task(cfg.name, total=cfg.train.max_steps, parts="")
 
             def show(record: dict[str, float]) -> None:
+                if not console.is_terminal:  # logs: a bar never draws there, so one line per log_every
+                    samples = cfg.train.batch_size * cfg.train.grad_accum
+                    line = progress_line(record, cfg.train.max_steps, samples)
+                    console.print(line, highlight=False, soft_wrap=True)
+                    return
                 parts = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in {"step"})
                 progress.update(task, completed=record["step"], parts=parts)
 
             trainer = Trainer(
                 cfg, model, tokenizer, idf, examples,
-                on_checkpoint=checkpoint_evaluator(cfg, run_id, board.record), log=show, manifest=manifest,
+                on_checkpoint=checkpoint_evaluator(cfg, run_id, board), log=show, manifest=manifest,
             )  # fmt: skip
             result = trainer.train(resume=resume)
-    except (ConfigError, ModelLoadError, WorkbenchError, ValueError, FileNotFoundError) as exc:
+    except (WorkbenchError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     except NonFiniteError as exc:

@@ -15,13 +15,13 @@ def small_setup(n_examples: int = 512) -> tuple[Any, Any, Any, list[Any]]:
     from transformers.utils import logging as hf_logging
 
     from harness.datasets import dataset_registry, load_dataset
-    from harness.retrievers.splade import cassette_model_dir
-    from models.encoder import load_masked_lm
+    from harness.retrievers.splade import english_splade_dir
+    from models.checkpoint import load_masked_lm
     from models.idf import IdfWeights
     from models.trainer import Example
 
     hf_logging.disable_progress_bar()
-    model, tokenizer = load_masked_lm(cassette_model_dir())
+    model, tokenizer = load_masked_lm(english_splade_dir())
     docs = list(load_dataset(dataset_registry()["gimp-en"]).corpus.values())
     examples = [
         Example(doc.title, doc.text, (docs[(i + 1) % len(docs)].full_text,))

@@ -38,7 +38,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1  # kept in PRAGMA user_version
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another one before "database is locked"
-CHECKPOINT_KINDS = ("step", "best", "final")
+CHECKPOINT_KINDS = ("step", "final")  # what the trainer evaluates: every save, and the last
 
 _SCHEMA = (
     """
@@ -46,11 +46,11 @@ _SCHEMA = (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         created TEXT NOT NULL,               -- UTC, ISO 8601
         model TEXT NOT NULL,                 -- retriever name or checkpoint path
-        model_hash TEXT,
+        model_hash TEXT,                     -- retriever parameters + model content (the index key)
         family TEXT,
         run_id TEXT,                         -- training run; NULL for evaluate.py runs
         step INTEGER,
-        checkpoint_kind TEXT CHECK (checkpoint_kind IS NULL OR checkpoint_kind IN ('step', 'best', 'final')),
+        checkpoint_kind TEXT,                -- 'step' or 'final' (checked on insert)
         config_hash TEXT,
         dataset TEXT NOT NULL,
         split TEXT NOT NULL,
@@ -211,15 +211,15 @@ class Leaderboard:
         step: int | None = None,
         checkpoint_kind: str | None = None,
         config_hash: str | None = None,
-        model_hash: str | None = None,
         git_revision: str | None = None,
         versions: dict[str, str] | None = None,
     ) -> list[int]:
         """Insert the rows of one evaluation in one transaction; returns their ids.
 
         `report_dir` (the report directory or results.json holding the per-query values) is
-        stored as an absolute path. `run_id`, `step` and `checkpoint_kind` ('step', 'best' or
-        'final') name a training run's checkpoint; they stay NULL for `evaluate.py` runs.
+        stored as an absolute path. `run_id`, `step` and `checkpoint_kind` ('step' or 'final') name
+        a training run's checkpoint; they stay NULL for `evaluate.py` runs. Each row's `model_hash`
+        is stored with it.
         A locked database is waited for (busy timeout); any other SQLite error is raised.
         """
         if checkpoint_kind is not None and checkpoint_kind not in CHECKPOINT_KINDS:
@@ -234,7 +234,7 @@ class Leaderboard:
             (
                 created,
                 row.retriever,
-                model_hash,
+                row.model_hash,
                 row.spec.get("family"),
                 run_id,
                 step,

@@ -11,7 +11,6 @@ from typing import Any
 from rich.table import Table
 
 from common.files import atomic_write
-from common.provenance import git_revision, library_versions
 from harness.runner import OK_TOLERANCE, OKISH_TOLERANCE, EvalConfig, Row
 
 __all__ = [
@@ -126,12 +125,17 @@ def console_table(rows: Sequence[Row], config: EvalConfig) -> Table:
 
 
 def results_document(
-    rows: Sequence[Row], config: EvalConfig, warnings: Sequence[str], elapsed_s: float
+    rows: Sequence[Row],
+    config: EvalConfig,
+    warnings: Sequence[str],
+    elapsed_s: float,
+    provenance: dict[str, Any],
 ) -> dict[str, Any]:
+    """What results.json holds; `provenance` is `common.provenance.provenance()`."""
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_revision": git_revision(),
-        "versions": library_versions(),
+        "git_revision": provenance["git_revision"],
+        "versions": provenance["versions"],
         "config": {
             "metrics": list(config.metrics),
             "top_k": config.top_k,

@@ -51,6 +51,7 @@ class Row:
     dataset_checksum: str
     retriever: str
     spec: dict[str, Any]
+    model_hash: str  # the retriever's parameters and model content (`Retriever.fingerprint`)
     n_queries: int
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]]
@@ -139,6 +140,7 @@ def evaluate_all(
                         dataset_checksum=data.checksum,
                         retriever=rspec.name,
                         spec=rspec.describe(),
+                        model_hash=retriever.fingerprint(),
                         n_queries=len(queries),
                         metrics=result.mean,
                         per_query=result.per_query,

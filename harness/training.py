@@ -8,24 +8,22 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from common.errors import WorkbenchError
-from common.files import atomic_dir
-from common.provenance import git_revision, library_versions
+from common.files import read_pair_scores
 from harness.console import console
 from harness.datasets import Dataset, dataset_registry, load_dataset, resolve_dataset
-from harness.reports import results_document, write_report
 from harness.retrievers import resolve_retriever
-from harness.retrievers.splade import cassette_model_dir, splade_spec
-from harness.runner import EvalConfig, evaluate_all
+from harness.retrievers.splade import english_splade_dir, splade_spec
+from harness.runner import EvalConfig
+from harness.session import evaluate_report_record
 from models.config import TrainingConfig
 from models.trainer import Example
 
-__all__ = ["BASE_MODELS", "build_examples", "checkpoint_evaluator", "resolve_base_model"]
+__all__ = ["BASE_MODELS", "build_examples", "checkpoint_evaluator", "progress_line", "resolve_base_model"]
 
 # named base models that work offline (a config's model.base may name one)
-BASE_MODELS: dict[str, Callable[[], str]] = {"splade-en-tiny": cassette_model_dir}
+BASE_MODELS: dict[str, Callable[[], str]] = {"splade-en-tiny": english_splade_dir}
 
 
 def resolve_base_model(base: str) -> str:
@@ -120,7 +118,7 @@ def _teacher(
         path = data.path / "teacher" / f"{split}.tsv"
         if not path.is_file():
             raise WorkbenchError(f"{name}: data.teacher is 'data' but {path} does not exist")
-        table = {(qid, doc): float(rel) for _, qid, doc, rel in _read_scores(path)}
+        table = {(qid, doc): float(rel) for _, qid, doc, rel in read_pair_scores(path)}
 
         def from_data(qid: str, docs: list[str]) -> tuple[float, ...]:
             missing = [d for d in docs if (qid, d) not in table]
@@ -150,51 +148,52 @@ def _teacher(
     return from_ensemble
 
 
-def _read_scores(path: Path) -> list[tuple[int, str, str, float]]:
-    """(line, qid, docid, score) rows of a teacher TSV with an optional header."""
-    from common.files import read_tsv
-
-    rows = []
-    for line, fields in read_tsv(path):
-        if line == 1 and fields[-1].lower() == "score":
-            continue
-        if len(fields) != 3:
-            raise WorkbenchError(f"{path}:{line}: expected query-id, corpus-id, score")
-        try:
-            rows.append((line, fields[0], fields[1], float(fields[2])))
-        except ValueError:
-            raise WorkbenchError(f"{path}:{line}: score {fields[2]!r} is not a number") from None
-    return rows
-
-
 def checkpoint_evaluator(
-    config: TrainingConfig, run_id: str, record: Callable[..., Any] | None = None
+    config: TrainingConfig, run_id: str, leaderboard: Path
 ) -> Callable[[Path, int, str], dict[str, float] | None]:
     """The trainer's on_checkpoint hook: evaluate on the config's datasets, report, record.
 
-    `record(rows, report_dir, run_id=..., step=..., checkpoint_kind=..., config_hash=...)` stores
-    the rows (the leaderboard); the mean of the configured metric over the datasets is returned.
+    The same evaluation as `evaluate.py` (`harness.session.evaluate_report_record`); each report goes
+    to `<output_dir>/evaluations/<checkpoint name>/`, outside the checkpoint (which may be pruned),
+    and the mean of the configured metric over the datasets is returned.
     """
     registry = dataset_registry()
     datasets = [resolve_dataset(name, registry) for name in config.eval.datasets]
-    eval_config = EvalConfig(metrics=tuple(dict.fromkeys([config.eval.metric, "ndcg@10", "recall@100"])),
-                             top_k=config.eval.top_k)  # fmt: skip
+    metrics = tuple(dict.fromkeys([config.eval.metric, "ndcg@10", "recall@100"]))
+    eval_config = EvalConfig(metrics=metrics, top_k=config.eval.top_k)
 
     def evaluate_checkpoint(path: Path, step: int, kind: str) -> dict[str, float] | None:
         if not datasets:
             return None
         spec = splade_spec(str(path), name=f"{run_id}@{step}")
-        report_dir = path / "evaluation"
-        with atomic_dir(report_dir) as tmp:
-            rows, warnings = evaluate_all(datasets, [spec], eval_config, tmp)
-            write_report(tmp, results_document(rows, eval_config, warnings, 0.0), rows, eval_config)
-        if record is not None:
-            provenance = {"git_revision": git_revision(), "versions": library_versions()}
-            record(rows, report_dir, run_id=run_id, step=step, checkpoint_kind=kind,
-                   config_hash=config.fingerprint(), **provenance)  # fmt: skip
-        values = [row.metrics[config.eval.metric] for row in rows]
+        report_dir = Path(config.output_dir) / "evaluations" / path.name
+        run = {"run_id": run_id, "step": step, "checkpoint_kind": kind, "config_hash": config.fingerprint()}
+        result = evaluate_report_record(
+            datasets, [spec], eval_config, report_dir, leaderboard, replace=True, run=run
+        )
+        values = [row.metrics[config.eval.metric] for row in result.rows]
         mean = sum(values) / len(values)
         console.log(f"step {step} ({kind}): mean {config.eval.metric} {mean:.4f} over {len(values)} datasets")
         return {config.eval.metric: mean}
 
     return evaluate_checkpoint
+
+
+_RATES = ("lr", "samples_per_s", "tokens_per_s")
+
+
+def progress_line(record: dict[str, float], max_steps: int, samples_per_step: int) -> str:
+    """One plain log line of a logged step: loss parts, lr, speed and the training time left.
+
+    For output that is not a terminal, where rich progress bars do not draw. The time left counts
+    training steps at the logged speed, not the evaluations between them.
+    """
+    step = int(record["step"])
+    parts = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "step" and k not in _RATES)
+    speed = record.get("samples_per_s", 0.0)
+    left = (max_steps - step) * samples_per_step / speed if speed > 0 else float("nan")
+    eta = f"{int(left // 60)}m{int(left % 60):02d}s" if left == left else "?"
+    return (
+        f"step {step}/{max_steps} | {parts} | lr {record.get('lr', float('nan')):.3g} | "
+        f"{speed:.1f} samples/s | ETA {eta}"
+    )

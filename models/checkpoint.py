@@ -1,48 +1,78 @@
 """SPLADE-doc checkpoint directories: one folder that OpenSearch, Hugging Face and
-sentence-transformers all load.
+sentence-transformers all load. This module is the only code that reads or writes one.
 
     config.json, model.safetensors          the masked-LM (`save_pretrained`)
     tokenizer.json, tokenizer_config.json   the tokenizer (`save_pretrained`; vocab files where it has them)
     idf.json                                query-side weights, keyed as OpenSearch looks tokens up
-    manifest.json                           what made it: training config, versions, git revision, data
+    manifest.json                           what made it: training config, versions, git revision, data,
+                                            and `max_seq_length`, the one document length of inference
     modules.json, router_config.json, ...   sentence-transformers' inference-free SparseEncoder layout
+    trainer_state.pt                        training checkpoints only: what resuming needs
+
+The inference length is declared once, in the manifest (`max_seq_length`; the training length is
+recorded beside it as `train_max_length`): the harness encodes with it, sentence-transformers' files
+are written with it, and the OpenSearch export reads it. A folder without a manifest (a base model, a
+hub id) is encoded at `DEFAULT_MAX_SEQ_LENGTH`, capped by its tokenizer.
 
 The saved MLM bias of the special tokens is -1e4, so that sentence-transformers' SpladePooling (which
 cannot zero special dimensions) gives exactly our vectors; our encoder zeroes them anyway.
+
+Every folder is built under a temporary name and renamed into place only when every file in it,
+the trainer state included, is complete.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
-import tempfile
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from models.encoder import SpladeDocEncoder
-from models.idf import IdfWeights
+from common.errors import WorkbenchError
+from common.files import atomic_dir, sha256_tree, write_json
+from common.provenance import library_versions
+from models.encoder import ModelLoadError, SpladeDocEncoder
+from models.idf import IdfWeights, KeyFormat
 from models.st_format import write_sentence_transformers_files
 
-__all__ = ["FORMAT", "load_checkpoint", "read_manifest", "save_checkpoint"]
+__all__ = [
+    "DEFAULT_MAX_SEQ_LENGTH",
+    "FORMAT",
+    "copy_model",
+    "has_trainer_state",
+    "idf_path",
+    "inference_length",
+    "load_checkpoint",
+    "load_encoder",
+    "load_idf",
+    "load_masked_lm",
+    "load_trainer_state",
+    "model_fingerprint",
+    "model_kind",
+    "read_manifest",
+    "restore_weights",
+    "save_checkpoint",
+]
 
 FORMAT = "splade-doc-checkpoint/1"
 SPECIAL_LOGIT = -1e4
+DEFAULT_MAX_SEQ_LENGTH = 512
+MANIFEST_FILE = "manifest.json"
+IDF_FILE = "idf.json"
+TRAINER_STATE_FILE = "trainer_state.pt"
 
 
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "sentence-transformers", "tokenizers"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+def _positions_limit(model: Any, tokenizer: Any) -> int | None:
+    """The longest input the model and its tokenizer take, where either declares one."""
+    limits = [
+        getattr(model.config, "max_position_embeddings", None),
+        getattr(tokenizer, "model_max_length", None),
+    ]
+    known = [int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
+    return min(known) if known else None
 
 
 def save_checkpoint(
@@ -51,17 +81,20 @@ def save_checkpoint(
     tokenizer: Any,
     idf: IdfWeights,
     manifest: dict[str, Any] | None = None,
-    max_seq_length: int = 512,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    train_max_length: int | None = None,
+    trainer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a complete checkpoint directory; it replaces `out_dir` only once fully written.
 
     `manifest` holds what the caller knows (training config, git revision, data checksums,
-    metrics); the format, creation time and library versions are added here.
+    metrics); the format, creation time, library versions and the inference length (capped by the
+    model's positions) are added here. `trainer_state` (training checkpoints) is saved inside.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    limit = _positions_limit(model, tokenizer)
+    length = min(max_seq_length, limit) if limit else max_seq_length
+    with atomic_dir(out_dir, replace=True) as tmp:
         bias = model.get_output_embeddings().bias
         special = sorted(set(tokenizer.all_special_ids))
         saved = bias[special].detach().clone()
@@ -73,41 +106,165 @@ def save_checkpoint(
             with torch.no_grad():
                 bias[special] = saved  # the caller's model is left as it was
         tokenizer.save_pretrained(tmp)
-        idf.to_json(tmp / "idf.json")
+        idf.to_json(tmp / IDF_FILE)
         record = {
             "format": FORMAT,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": _versions(),
-            "max_seq_length": max_seq_length,
+            "versions": library_versions(),
+            "max_seq_length": length,
+            "train_max_length": train_max_length,
             "special_logit": SPECIAL_LOGIT,
         } | (manifest or {})
-        (tmp / "manifest.json").write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-        write_sentence_transformers_files(tmp, max_seq_length=max_seq_length)
-        tmp.chmod(0o755)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "x")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        write_json(tmp / MANIFEST_FILE, record, indent=1)
+        write_sentence_transformers_files(tmp, max_seq_length=length)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
     return out_dir
 
 
+def copy_model(source: Path, target: Path) -> Path:
+    """Copy a checkpoint without its trainer state (best_model/, final_model/), replacing `target`."""
+    with atomic_dir(Path(target), replace=True) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(TRAINER_STATE_FILE))
+    return Path(target)
+
+
+# --------------------------------------------------------------------------- reading
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
-    manifest = Path(path) / "manifest.json"
+    """The manifest of a checkpoint directory; {} for a model folder that has none."""
+    manifest = Path(path) / MANIFEST_FILE
     if not manifest.is_file():
         return {}
-    return json.loads(manifest.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WorkbenchError(f"{manifest}: unreadable manifest ({exc})") from None
+    if not isinstance(record, dict):
+        raise WorkbenchError(f"{manifest}: expected a JSON object")
+    return record
+
+
+def inference_length(name_or_path: str | Path) -> int:
+    """The document length a model is encoded at: its manifest's `max_seq_length`, else the default."""
+    path = Path(name_or_path)
+    value = read_manifest(path).get("max_seq_length") if path.is_dir() else None
+    if value is None:
+        return DEFAULT_MAX_SEQ_LENGTH
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WorkbenchError(
+            f"{path / MANIFEST_FILE}: max_seq_length must be a positive integer, not {value!r}"
+        )
+    return value
+
+
+def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
+    """(model, fast tokenizer) of a masked-LM directory or Hugging Face id; clear errors otherwise."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    where = str(name_or_path)
+    path = Path(where)
+    if path.exists() and not path.is_dir():
+        raise ModelLoadError(f"{where}: not a checkpoint directory")
+    # a hub id is "name" or "owner/name"; anything else with a path shape is a local directory
+    looks_local = path.is_absolute() or where.startswith((".", "~")) or where.count("/") > 1 or path.exists()
+    if looks_local and not path.is_dir():
+        raise ModelLoadError(f"{where}: checkpoint directory not found")
+    if looks_local and not (path / "config.json").is_file():
+        raise ModelLoadError(f"{where}: no config.json; not a Hugging Face checkpoint directory")
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise ModelLoadError(
+            f"{where}: cannot load the model config ({reason}). A Hugging Face id needs the hub "
+            "(unreachable offline); a local checkpoint directory always works"
+        ) from None
+    architectures = list(config.architectures or [])
+    if architectures and not any(a.endswith("ForMaskedLM") for a in architectures):
+        raise ModelLoadError(
+            f"{where}: not a masked-LM checkpoint (architectures: {', '.join(architectures)})"
+        )
+    try:
+        model = AutoModelForMaskedLM.from_pretrained(where)
+        tokenizer = AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{where}: cannot load the masked-LM or its tokenizer ({exc})") from None
+    return model, tokenizer
+
+
+def load_encoder(
+    name_or_path: str | Path, max_length: int | None = None, **encoder_args: Any
+) -> SpladeDocEncoder:
+    """The document encoder of a model folder or hub id, at its declared inference length
+    (`max_length` overrides it)."""
+    model, tokenizer = load_masked_lm(name_or_path)
+    length = inference_length(name_or_path) if max_length is None else max_length
+    return SpladeDocEncoder(model, tokenizer, max_length=length, **encoder_args)
+
+
+def idf_path(path: Path) -> Path:
+    """Where a model folder keeps its query-side weights."""
+    return Path(path) / IDF_FILE
+
+
+def load_idf(path: Path, tokenizer: Any, key_format: KeyFormat = "string") -> IdfWeights:
+    """The query-side weights of a model folder, read as OpenSearch reads its idf.json."""
+    return IdfWeights.from_json(idf_path(path), tokenizer, key_format=key_format)
 
 
 def load_checkpoint(path: Path, **encoder_args: Any) -> tuple[SpladeDocEncoder, IdfWeights]:
     """The document encoder and the query weights of a checkpoint directory."""
+    encoder = load_encoder(path, **encoder_args)
+    return encoder, load_idf(path, encoder.tokenizer)
+
+
+def has_trainer_state(path: Path) -> bool:
+    return (Path(path) / TRAINER_STATE_FILE).is_file()
+
+
+def load_trainer_state(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """What a training checkpoint saved for resuming (optimizer, scheduler, RNG, data position)."""
+    try:
+        return torch.load(Path(path) / TRAINER_STATE_FILE, map_location=map_location, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise WorkbenchError(f"{Path(path) / TRAINER_STATE_FILE}: unreadable trainer state ({exc})") from None
+
+
+def restore_weights(model: Any, path: Path) -> None:
+    """Load a checkpoint's weights into `model`, which has the checkpoint's architecture."""
+    saved = type(model).from_pretrained(path)
+    model.load_state_dict(saved.state_dict())
+
+
+def _not_model_content(relative: Path) -> bool:
+    return relative.name == TRAINER_STATE_FILE or relative.suffix == ".md"
+
+
+def model_fingerprint(model: str | Path) -> str:
+    """Content hash of a local model folder (SPLADE-doc or dense); a hub id stands for itself.
+
+    One rule for every folder: each file, recursively, by relative path and content, except the
+    trainer state and Markdown cards, which do not change what the model computes.
+    """
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return str(model)
+    return "dir-" + sha256_tree(path, skip=_not_model_content)[:32]
+
+
+def model_kind(path: Path) -> Literal["masked-lm", "sentence-transformers"] | None:
+    """What a model folder holds: a masked-LM (SPLADE-doc), a sentence-transformers model, or neither."""
     path = Path(path)
-    encoder = SpladeDocEncoder.from_pretrained(path, **encoder_args)
-    if not (path / "idf.json").is_file():
-        raise ValueError(f"{path}: no idf.json (the query side of a SPLADE-doc checkpoint)")
-    return encoder, IdfWeights.from_json(path / "idf.json", encoder.tokenizer)
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        config = {}
+    if not isinstance(config, dict):
+        config = {}
+    if any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or []):
+        return "masked-lm"
+    if (path / "modules.json").is_file():
+        return "sentence-transformers"
+    return None

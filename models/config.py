@@ -7,45 +7,32 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
+
+from common.config import StrictModel, load_yaml_model
 
 __all__ = [
-    "ConfigError",
+    "CheckpointEvalConfig",
     "DataConfig",
-    "EvalConfig",
     "LossConfig",
     "ModelConfig",
     "TrainConfig",
     "TrainingConfig",
-    "describe_validation_error",
 ]
 
 
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the file and the key."""
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """'dotted.key: message; ...' for each problem pydantic found."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
-    )
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(_Section):
+class ModelConfig(StrictModel):
     base: str = "bert-base-multilingual-cased"  # directory, hub id, or a named offline model
-    max_length: int = Field(256, ge=8, le=8192)
+    max_length: int = Field(256, ge=8, le=8192)  # document tokens seen in training
+    # document tokens at inference: what the checkpoint declares, and what the harness,
+    # sentence-transformers and the OpenSearch export encode with (capped by the model's positions)
+    inference_max_length: int = Field(512, ge=8, le=8192)
     activation: Literal["log1p", "l0"] = "log1p"
     idf: str = "corpus"  # corpus: computed on the training documents; base: the base's idf.json; or a path
     trainable_idf: bool = False
 
 
-class DataConfig(_Section):
+class DataConfig(StrictModel):
     train: list[str] = Field(min_length=1)  # registered datasets / BEIR directories (their train qrels)
     split: str = "train"
     hard_negatives: int = Field(1, ge=0, le=64)  # per query, mined by `negatives_retriever`
@@ -60,21 +47,19 @@ class DataConfig(_Section):
     teacher_scale: float = Field(30.0, gt=0)
 
 
-class LossConfig(_Section):
+class LossConfig(StrictModel):
     temperature: float = Field(1.0, gt=0)
     lambda_flops: float = Field(1e-3, ge=0)
     flops_warmup_steps: int = Field(100, ge=0)
-    # weight of the additive idf-aware penalty "idf_penalty": DF-FLOPS (Porco et al., 2025;
-    # models.losses.df_flops), FLOPS with per-token weights that grow as idf falls, on the same
-    # quadratic warm-up as lambda_flops; 0 leaves it out. Independent of the IDF-aware matching of
-    # Geng et al. (2024) (query vectors = relu(idf) x indicator), which training always applies.
-    lambda_idf: float = Field(0.0, ge=0)
+    # DF-FLOPS (Porco et al., 2025; models.losses.df_flops): FLOPS with per-token weights that grow
+    # as idf falls, on the quadratic warm-up of lambda_flops; 0 leaves it out
+    lambda_df_flops: float = Field(0.0, ge=0)
     l0_threshold: int | None = Field(None, ge=1)  # regularise only documents with more active dims
     distill: Literal["none", "kl", "margin_mse"] = "none"
     distill_weight: float = Field(1.0, ge=0)
 
 
-class TrainConfig(_Section):
+class TrainConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-5, gt=0)
@@ -89,13 +74,15 @@ class TrainConfig(_Section):
     eval_at_start: bool = True  # save and evaluate step 0: the base model with the run's idf, for reference
 
 
-class EvalConfig(_Section):
+class CheckpointEvalConfig(StrictModel):
+    """How every saved checkpoint is evaluated."""
+
     datasets: list[str] = Field(default_factory=list)
     metric: str = "ndcg@10"  # picks best_model/
     top_k: int = Field(100, ge=1)
 
 
-class TrainingConfig(_Section):
+class TrainingConfig(StrictModel):
     name: str = Field(min_length=1)
     seed: int = 42
     output_dir: Path
@@ -103,7 +90,7 @@ class TrainingConfig(_Section):
     data: DataConfig
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
+    eval: CheckpointEvalConfig = CheckpointEvalConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
@@ -117,16 +104,7 @@ class TrainingConfig(_Section):
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainingConfig:
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read the configuration ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
+        return load_yaml_model(path, cls)
 
     def fingerprint(self) -> str:
         """Hash of the whole configuration: the same config trains the same model."""

@@ -13,55 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["EncodeResult", "ModelLoadError", "Pruning", "SpladeDocEncoder", "load_masked_lm", "splade_pool"]
+from common.errors import WorkbenchError
+
+__all__ = ["EncodeResult", "ModelLoadError", "Pruning", "SpladeDocEncoder", "splade_pool"]
 
 Activation = Literal["log1p", "l0"]
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(WorkbenchError):
     """A path or id that does not give a usable masked-LM checkpoint."""
-
-
-def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
-    """(model, fast tokenizer) of a masked-LM directory or Hugging Face id; clear errors otherwise."""
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
-
-    where = str(name_or_path)
-    path = Path(where)
-    if path.exists() and not path.is_dir():
-        raise ModelLoadError(f"{where}: not a checkpoint directory")
-    # a hub id is "name" or "owner/name"; anything else with a path shape is a local directory
-    looks_local = path.is_absolute() or where.startswith((".", "~")) or where.count("/") > 1 or path.exists()
-    if looks_local and not path.is_dir():
-        raise ModelLoadError(f"{where}: checkpoint directory not found")
-    if looks_local and not (path / "config.json").is_file():
-        raise ModelLoadError(f"{where}: no config.json; not a Hugging Face checkpoint directory")
-    try:
-        config = AutoConfig.from_pretrained(where)
-    except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:200]
-        raise ModelLoadError(
-            f"{where}: cannot load the model config ({reason}). A Hugging Face id needs the hub "
-            "(unreachable offline); a local checkpoint directory always works"
-        ) from None
-    architectures = list(config.architectures or [])
-    if architectures and not any(a.endswith("ForMaskedLM") for a in architectures):
-        raise ModelLoadError(
-            f"{where}: not a masked-LM checkpoint (architectures: {', '.join(architectures)})"
-        )
-    try:
-        model = AutoModelForMaskedLM.from_pretrained(where)
-        tokenizer = AutoTokenizer.from_pretrained(where)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{where}: cannot load the masked-LM or its tokenizer ({exc})") from None
-    return model, tokenizer
 
 
 @dataclass(frozen=True)
@@ -148,12 +114,6 @@ class SpladeDocEncoder:
         self.pruning = pruning or Pruning()
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> SpladeDocEncoder:
-        """Load a masked-LM and its tokenizer from a directory or a Hugging Face id."""
-        model, tokenizer = load_masked_lm(name_or_path)
-        return cls(model, tokenizer, **kwargs)
 
     def _batches(
         self, ids: list[list[int]], order: np.ndarray, max_tokens: int

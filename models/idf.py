@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from common.errors import WorkbenchError
+from common.files import write_json
 
 __all__ = [
     "FidelityReport",
@@ -88,7 +89,7 @@ class IdfWeights:
     def from_corpus(cls, texts: Iterable[str], tokenizer: Any) -> IdfWeights:
         df, n_docs = document_frequencies(texts, tokenizer)
         if n_docs == 0:
-            raise ValueError("cannot compute idf from an empty corpus")
+            raise WorkbenchError("cannot compute idf from an empty corpus")
         return cls(idf_from_df(df, n_docs), tokenizer)
 
     def query_vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +112,7 @@ class IdfWeights:
                 continue
             key = keys[i] if keys is not None else str(i)
             mapping.setdefault(key, float(weight))
-        _atomic_json(path, mapping)
+        write_json(path, mapping)
 
     @classmethod
     def from_json(cls, path: Path, tokenizer: Any, key_format: KeyFormat = "string") -> IdfWeights:
@@ -123,9 +124,9 @@ class IdfWeights:
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read idf weights ({exc})") from None
+            raise WorkbenchError(f"{path}: cannot read idf weights ({exc})") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a JSON object of token -> weight")
+            raise WorkbenchError(f"{path}: expected a JSON object of token -> weight")
         index: dict[str, list[int]] = {}  # key -> every id OpenSearch would look up by it
         keys = _decoded_keys(tokenizer) if key_format == "string" else [str(i) for i in range(len(tokenizer))]
         for i, key in enumerate(keys):
@@ -134,10 +135,12 @@ class IdfWeights:
         unknown = [k for k in raw if k not in index]
         if unknown:
             shown = ", ".join(repr(k) for k in unknown[:5])
-            raise ValueError(f"{path}: {len(unknown)} keys are not in the tokenizer's vocabulary ({shown})")
+            raise WorkbenchError(
+                f"{path}: {len(unknown)} keys are not in the tokenizer's vocabulary ({shown})"
+            )
         for key, value in raw.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"{path}: weight of {key!r} is not a finite number: {value!r}")
+                raise WorkbenchError(f"{path}: weight of {key!r} is not a finite number: {value!r}")
             weights[index[key]] = value
         return cls(weights, tokenizer)
 
@@ -181,16 +184,3 @@ def check_fidelity(tokenizer: Any, idf: dict[str, float], queries: Sequence[str]
             total += 1
             missing += tokenizer.decode([token_id]) not in idf
     return FidelityReport(len(idf), not_round_trip, collisions, total, missing)
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, ensure_ascii=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

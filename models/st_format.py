@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +57,8 @@ import sentence_transformers
 import torch
 import transformers
 from transformers import AutoTokenizer
+
+from common.files import write_bytes
 
 __all__ = [
     "DOCUMENT_MODULE_ID",
@@ -99,27 +99,6 @@ _TOKENIZER_FILES = (
 
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    A file that already holds exactly ``data`` is left alone (no new inode, same mtime).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_file() and path.read_bytes() == data:
-        return
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; these files are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def idf_weight_vector(tokenizer: Any, idf: dict[str, float], num_dimensions: int) -> torch.Tensor:
@@ -202,8 +181,8 @@ def write_sentence_transformers_files(checkpoint_dir: Path, max_seq_length: int 
 
     # Query route: config, weights, tokenizer (byte copies; only model_max_length is set).
     query_dir = root / QUERY_MODULE_ID
-    _write_atomic(query_dir / "config.json", _json_bytes({"frozen": True}))
-    _write_atomic(
+    write_bytes(query_dir / "config.json", _json_bytes({"frozen": True}))
+    write_bytes(
         query_dir / "model.safetensors",
         safetensors.torch.save({"weight": weight.contiguous()}, metadata={"format": "pt"}),
     )
@@ -214,16 +193,16 @@ def write_sentence_transformers_files(checkpoint_dir: Path, max_seq_length: int 
         elif name == "tokenizer_config.json":
             tokenizer_config = json.loads((root / name).read_text(encoding="utf-8"))
             tokenizer_config["model_max_length"] = max_seq_length
-            _write_atomic(target, _json_bytes(tokenizer_config))
+            write_bytes(target, _json_bytes(tokenizer_config))
         else:
-            _write_atomic(target, (root / name).read_bytes())
+            write_bytes(target, (root / name).read_bytes())
 
     # Document route: the root checkpoint is the MLMTransformer; SpladePooling in its own folder.
-    _write_atomic(
+    write_bytes(
         root / "sentence_bert_config.json",
         _json_bytes({"max_seq_length": max_seq_length, "do_lower_case": False}),
     )
-    _write_atomic(
+    write_bytes(
         root / POOLING_MODULE_ID / "config.json",
         _json_bytes(
             {"pooling_strategy": "max", "activation_function": "relu", "word_embedding_dimension": vocab_size}
@@ -242,8 +221,8 @@ def write_sentence_transformers_files(checkpoint_dir: Path, max_seq_length: int 
         },
         "parameters": {"default_route": "document", "allow_empty_key": True},
     }
-    _write_atomic(root / "router_config.json", _json_bytes(router_config))
-    _write_atomic(
+    write_bytes(root / "router_config.json", _json_bytes(router_config))
+    write_bytes(
         root / "config_sentence_transformers.json",
         _json_bytes(
             {
@@ -260,6 +239,6 @@ def write_sentence_transformers_files(checkpoint_dir: Path, max_seq_length: int 
         ),
     )
     # Written last: without modules.json, sentence-transformers does not treat the folder as its own.
-    _write_atomic(
+    write_bytes(
         root / "modules.json", _json_bytes([{"idx": 0, "name": "0", "path": "", "type": _ROUTER_TYPE}])
     )

@@ -28,15 +28,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import (
+    copy_model,
+    has_trainer_state,
+    load_trainer_state,
+    restore_weights,
+    save_checkpoint,
+)
 from models.config import TrainingConfig
 from models.encoder import splade_pool
 from models.idf import IdfWeights
-from models.losses import build_loss
+from models.losses import IdfAwarePenalty, build_loss
 
 __all__ = ["Example", "NonFiniteError", "TrainResult", "Trainer"]
-
-STATE_FILE = "trainer_state.pt"
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,7 @@ class Trainer:
             torch.tensor(idf.weights, device=self.device), requires_grad=config.model.trainable_idf
         )
         self.special_ids = sorted(set(tokenizer.all_special_ids))
-        special = torch.ones(len(tokenizer), device=self.device)
-        special[self.special_ids] = 0
-        self.special_mask = special
+        self.idf_matching = IdfAwarePenalty(self.idf_weights, special_ids=self.special_ids).to(self.device)
         params = [p for p in self.module.parameters() if p.requires_grad]
         groups = [{"params": params, "weight_decay": config.train.weight_decay}]
         if config.model.trainable_idf:
@@ -164,14 +166,13 @@ class Trainer:
     # ------------------------------------------------------------------ model pieces
 
     def query_vectors(self, queries: Sequence[str]) -> torch.Tensor:
-        """[B, V]: idf weight of each distinct non-special token of each query."""
+        """[B, V]: relu(idf) of each distinct non-special token of each query (Geng et al., 2024)."""
         indicator = torch.zeros(len(queries), len(self.tokenizer), device=self.device)
         for row, text in enumerate(queries):
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             if ids:
                 indicator[row, torch.tensor(ids, device=self.device)] = 1.0
-        # relu: a trainable idf turned negative must not subtract from scores (OpenSearch tuning sample)
-        return indicator * self.special_mask * torch.relu(self.idf_weights)
+        return self.idf_matching(indicator)
 
     def document_vectors(self, texts: Sequence[str]) -> tuple[torch.Tensor, int]:
         """([N, V] SPLADE document vectors, differentiable; number of tokens fed to the model)."""
@@ -187,7 +188,7 @@ class Trainer:
         pooled = splade_pool(
             logits.float(), enc["attention_mask"], self.config.model.activation, inplace=False
         )
-        return pooled * self.special_mask, int(enc["attention_mask"].sum())
+        return pooled * self.idf_matching.keep, int(enc["attention_mask"].sum())
 
     def _micro_step(self, batch: Sequence[Example]) -> tuple[dict[str, torch.Tensor], int]:
         """Loss parts of one micro-batch (this rank's share), backward included, and its tokens."""
@@ -218,7 +219,7 @@ class Trainer:
         return Path(self.config.output_dir) / "checkpoints" / f"step-{step:07d}"
 
     def _save(self, path: Path, kind: str) -> Path:
-        """A complete checkpoint directory, plus the trainer state for resuming."""
+        """A complete checkpoint directory, the trainer state for resuming inside."""
         idf = IdfWeights(self.idf_weights.detach().cpu().numpy(), self.tokenizer)
         manifest = self.manifest | {
             "training_config": self.config.model_dump(mode="json"),
@@ -226,9 +227,6 @@ class Trainer:
             "step": self.step,
             "kind": kind,
         }
-        save_checkpoint(
-            path, self.module, self.tokenizer, idf, manifest, max_seq_length=self.config.model.max_length
-        )
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -249,19 +247,26 @@ class Trainer:
             },
             "best": {"metric": self.best_metric, "step": self.best_step},
         }
-        torch.save(state, path / STATE_FILE)
-        return path
+        return save_checkpoint(
+            path,
+            self.module,
+            self.tokenizer,
+            idf,
+            manifest,
+            max_seq_length=self.config.model.inference_max_length,
+            train_max_length=self.config.model.max_length,
+            trainer_state=state,
+        )
 
     def latest_checkpoint(self) -> Path | None:
         root = Path(self.config.output_dir) / "checkpoints"
-        found = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
+        found = sorted(p for p in root.glob("step-*") if has_trainer_state(p)) if root.is_dir() else []
         return found[-1] if found else None
 
     def resume_from(self, path: Path) -> None:
         """Restore model, optimizer, scheduler, RNG states and data position of a checkpoint."""
-        state = torch.load(path / STATE_FILE, map_location=self.device, weights_only=False)
-        saved = type(self.module).from_pretrained(path)
-        self.module.load_state_dict(saved.state_dict())
+        state = load_trainer_state(path, map_location=self.device)
+        restore_weights(self.module, path)
         with torch.no_grad():
             self.module.get_output_embeddings().bias[self.special_ids] = state["special_bias"].to(self.device)
             self.idf_weights.copy_(state["idf_weights"].to(self.device))
@@ -291,14 +296,7 @@ class Trainer:
         value = (metrics or {}).get(self.config.eval.metric)
         if value is not None and (self.best_metric is None or value > self.best_metric):
             self.best_metric, self.best_step = value, self.step
-            best = Path(self.config.output_dir) / "best_model"
-            tmp = best.with_name(".best_model.tmp")
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            shutil.copytree(path, tmp, ignore=shutil.ignore_patterns(STATE_FILE))
-            if best.exists():
-                shutil.rmtree(best)
-            tmp.rename(best)
+            copy_model(path, Path(self.config.output_dir) / "best_model")
 
     def _write_metrics(self, record: dict[str, float]) -> None:
         if self.rank != 0:
@@ -371,10 +369,7 @@ class Trainer:
         final = self._save_step("final")
         saved.append(final)
         if self.rank == 0:
-            target = Path(self.config.output_dir) / "final_model"
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(final, target, ignore=shutil.ignore_patterns(STATE_FILE))
+            copy_model(final, Path(self.config.output_dir) / "final_model")
         return TrainResult(self.step, time.perf_counter() - started, self.best_metric, self.best_step, saved)
 
     def _save_step(self, kind: str) -> Path:

@@ -32,6 +32,7 @@ def make_row(
     metrics: dict[str, float] | None = None,
     stats: dict[str, float] | None = None,
     family: str = "bm25",
+    model_hash: str | None = None,
 ) -> Row:
     return Row(
         dataset=dataset,
@@ -39,6 +40,7 @@ def make_row(
         dataset_checksum=f"sha256-{dataset}",
         retriever=retriever,
         spec={"name": retriever, "family": family, "description": "test", "languages": [], "params": {}},
+        model_hash=model_hash or f"hash-{retriever}",
         n_queries=4,
         metrics={"ndcg@10": 0.5, "mrr@10": 0.4} if metrics is None else metrics,
         per_query={},
@@ -92,7 +94,7 @@ def test_record_and_rank_round_trip(tmp_path: Path) -> None:
         assert first["dataset_checksum"] == "sha256-gimp-ko" and first["split"] == "test"
         assert first["per_query_path"] == str(report.resolve()) and first["git_revision"] == "abc123"
         assert first["run_id"] is first["step"] is first["checkpoint_kind"] is None
-        assert first["config_hash"] is first["model_hash"] is None
+        assert first["config_hash"] is None and first["model_hash"] == "hash-bm25-ko"
         assert first["is_best_of_run"] is False
         assert datetime.fromisoformat(first["created"]).utcoffset().total_seconds() == 0
         assert ranked[2]["stats"] == {"flops": None}  # strict JSON: infinities become null
@@ -109,8 +111,8 @@ def test_record_and_rank_round_trip(tmp_path: Path) -> None:
 
 
 def test_best_checkpoint_of_each_run(tmp_path: Path) -> None:
-    def rows(ko: float, en: float | None = None) -> list[Row]:
-        out = [make_row("ckpt", metrics={"ndcg@10": ko}, family="splade-doc")]
+    def rows(ko: float, en: float | None = None, model_hash: str | None = None) -> list[Row]:
+        out = [make_row("ckpt", metrics={"ndcg@10": ko}, family="splade-doc", model_hash=model_hash)]
         if en is not None:
             out.append(make_row("ckpt", dataset="gimp-en", metrics={"ndcg@10": en}, family="splade-doc"))
         return out
@@ -118,12 +120,13 @@ def test_best_checkpoint_of_each_run(tmp_path: Path) -> None:
     with Leaderboard(tmp_path / "board.sqlite") as board:
         board.record(rows(0.3, 0.9), tmp_path, run_id="run-a", step=100, checkpoint_kind="step")
         board.record(rows(0.5, 0.2), tmp_path, run_id="run-a", step=200, checkpoint_kind="step")
-        board.record(rows(0.5), tmp_path, run_id="run-a", step=200, checkpoint_kind="best", config_hash="c1")
-        board.record(rows(0.4), tmp_path, run_id="run-b", step=50, checkpoint_kind="final", model_hash="m1")
+        board.record(rows(0.5), tmp_path, run_id="run-a", step=200, checkpoint_kind="final", config_hash="c1")
+        board.record(rows(0.4, model_hash="m1"), tmp_path, run_id="run-b", step=50, checkpoint_kind="final")
         board.record(rows(0.35), tmp_path, run_id="run-b", step=10)
         board.record([make_row("bm25-ko", metrics={"ndcg@10": 0.95})], tmp_path)  # evaluate.py: no run
-        with pytest.raises(WorkbenchError, match="checkpoint kind 'latest'"):
-            board.record(rows(0.1), tmp_path, run_id="run-a", checkpoint_kind="latest")
+        for kind in ("latest", "best"):  # 'best' is a copy of a step, never evaluated as such
+            with pytest.raises(WorkbenchError, match=f"checkpoint kind '{kind}'"):
+                board.record(rows(0.1), tmp_path, run_id="run-a", checkpoint_kind=kind)
         assert board.count() == 8
 
         marks = {
@@ -133,8 +136,8 @@ def test_best_checkpoint_of_each_run(tmp_path: Path) -> None:
         assert marks == {
             (None, None, None, "gimp-ko"): False,  # best overall, but of no training run
             ("run-a", 100, "step", "gimp-ko"): False,
-            ("run-a", 200, "step", "gimp-ko"): True,  # tied with its copy saved as 'best'
-            ("run-a", 200, "best", "gimp-ko"): True,
+            ("run-a", 200, "step", "gimp-ko"): True,  # tied with the final evaluation of the same step
+            ("run-a", 200, "final", "gimp-ko"): True,
             ("run-b", 50, "final", "gimp-ko"): True,
             ("run-b", 10, None, "gimp-ko"): False,
             ("run-a", 100, "step", "gimp-en"): True,  # judged per dataset split
@@ -142,7 +145,7 @@ def test_best_checkpoint_of_each_run(tmp_path: Path) -> None:
         }
         ko = board.ranking(dataset="gimp-ko")
         assert [r["metrics"]["ndcg@10"] for r in ko] == [0.95, 0.5, 0.5, 0.4, 0.35, 0.3]
-        assert [r["checkpoint_kind"] for r in ko[1:3]] == ["step", "best"]  # ties: earliest first
+        assert [r["checkpoint_kind"] for r in ko[1:3]] == ["step", "final"]  # ties: earliest first
         assert ko[2]["config_hash"] == "c1" and ko[3]["model_hash"] == "m1"
         # the mark is computed over the whole run, not only the rows a limit keeps
         assert [r["is_best_of_run"] for r in board.ranking(dataset="gimp-en", limit=1)] == [True]
@@ -254,7 +257,8 @@ WRITER = textwrap.dedent(
     path, name = sys.argv[1], sys.argv[2]
     rows = [
         Row(dataset=f"d{i}", split="test", dataset_checksum="c", retriever=name, spec={"family": "x"},
-            n_queries=1, metrics={"ndcg@10": i / 10}, per_query={}, timing={}, stats={}, run_file="")
+            model_hash="h", n_queries=1, metrics={"ndcg@10": i / 10}, per_query={}, timing={}, stats={},
+            run_file="")
         for i in range(3)
     ]
     print("ready", flush=True)

@@ -380,7 +380,7 @@ def test_splade_doc_loss_schedules_and_gradients() -> None:
 
 def _loss_settings(**overrides: object) -> SimpleNamespace:
     """A loss section as LossConfig has it: FLOPS 0.4 over 100 steps, no IDF term, no distillation."""
-    defaults = {"temperature": 1.0, "lambda_flops": 0.4, "flops_warmup_steps": 100, "lambda_idf": 0.0,
+    defaults = {"temperature": 1.0, "lambda_flops": 0.4, "flops_warmup_steps": 100, "lambda_df_flops": 0.0,
                 "l0_threshold": None, "distill": "none", "distill_weight": 1.0}  # fmt: skip
     return SimpleNamespace(**(defaults | overrides))
 
@@ -404,12 +404,12 @@ def test_build_loss_from_settings() -> None:
     assert {"infonce", "distill", "distill_weight", "flops", "flops_weight"} <= set(out.parts)
     with pytest.raises(ValueError, match="teacher scores"):
         loss(queries=q, documents=d, n_negatives=1, step=0)
-    assert "idf_penalty" not in out.parts  # lambda_idf = 0: no idf penalty term
-    with pytest.raises(ValueError, match="lambda_idf > 0: the idf_penalty"):
-        build_loss(_loss_settings(distill="kl", distill_weight=0.5, lambda_idf=0.1))  # no idf weights
+    assert "df_flops" not in out.parts  # lambda_df_flops = 0: no DF-FLOPS term
+    with pytest.raises(ValueError, match="lambda_df_flops > 0: DF-FLOPS needs the idf weights"):
+        build_loss(_loss_settings(distill="kl", distill_weight=0.5, lambda_df_flops=0.1))  # no idf
     with pytest.raises(ValueError, match="finite and >= 0"):
         build_loss(
-            _loss_settings(distill="kl", distill_weight=0.5, lambda_idf=-0.1), idf_weights=torch.ones(4)
+            _loss_settings(distill="kl", distill_weight=0.5, lambda_df_flops=-0.1), idf_weights=torch.ones(4)
         )
     with pytest.raises(ValueError, match="unknown distillation"):
         build_loss(_loss_settings(distill="mse", distill_weight=0.5))
@@ -492,29 +492,29 @@ def test_df_flops_follows_a_trainable_idf_without_sending_it_gradient() -> None:
     assert loss.token_weights().tolist() == pytest.approx(DF_W[::-1], abs=1e-6)
 
 
-def test_build_loss_with_idf_penalty() -> None:
-    settings = _loss_settings(lambda_idf=0.2)
+def test_build_loss_with_df_flops() -> None:
+    settings = _loss_settings(lambda_df_flops=0.2)
     idf = torch.nn.Parameter(torch.tensor([0.1, 0.7, 2.0, 4.0], dtype=F64), requires_grad=True)
     loss = build_loss(settings, idf_weights=idf)
     d = t(D, grad=True)
     out = loss(queries=t(Q), documents=d, n_negatives=1, step=50)
     penalty = DfFlopsLoss(idf)(t(D)).total.item()
-    assert {"infonce", "flops", "flops_weight", "idf_penalty", "idf_penalty_weight", "df_flops"} <= set(
+    assert {"infonce", "flops", "flops_weight", "df_flops", "df_flops_weight", "df_flops_mean_w"} <= set(
         out.parts
     )
     # same warm-up as FLOPS: step 50 of 100 -> 0.2 * (1/2)^2 = 0.05
-    assert out.parts["idf_penalty_weight"].item() == pytest.approx(0.05)
-    assert out.parts["idf_penalty"].item() == pytest.approx(penalty, abs=1e-12)
+    assert out.parts["df_flops_weight"].item() == pytest.approx(0.05)
+    assert out.parts["df_flops"].item() == pytest.approx(penalty, abs=1e-12)
     expected = 0.3524047 + 0.1 * 1.625 + 0.05 * penalty
     assert out.total.item() == pytest.approx(expected, abs=1e-7)
     rebuilt = sum(
         out.parts[name].item() * out.parts[f"{name}_weight"].item()
-        for name in ("infonce", "flops", "idf_penalty")
+        for name in ("infonce", "flops", "df_flops")
     )
     assert out.total.item() == pytest.approx(rebuilt, abs=1e-12)
     out.total.backward()
     assert d.grad.abs().sum().item() > 0 and idf.grad is None
-    assert loss(queries=t(Q), documents=t(D), n_negatives=1, step=0).parts["idf_penalty_weight"] == 0
+    assert loss(queries=t(Q), documents=t(D), n_negatives=1, step=0).parts["df_flops_weight"] == 0
     # weighting a low-idf token raises the penalty more than the same mass on a high-idf token
     low, high = torch.zeros(1, 4, dtype=F64), torch.zeros(1, 4, dtype=F64)
     low[0, 0], high[0, 3] = 1.0, 1.0

@@ -16,7 +16,7 @@ from common.errors import WorkbenchError
 from harness.datasets import load_beir
 from harness.retrievers.splade import IdfOnlyRetriever, splade_spec
 from harness.sparse_index import SparseIndex
-from models.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+from models.checkpoint import load_checkpoint, load_encoder, read_manifest, save_checkpoint
 from models.encoder import ModelLoadError, Pruning, SpladeDocEncoder
 from models.idf import IdfWeights, check_fidelity, document_frequencies, idf_from_df
 
@@ -90,10 +90,10 @@ def test_not_a_masked_lm_is_refused(tmp_path: Path) -> None:
     BertModel(BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
                          intermediate_size=8)).save_pretrained(tmp_path / "encoder")  # fmt: skip
     with pytest.raises(ModelLoadError, match="not a masked-LM checkpoint \\(architectures: BertModel\\)"):
-        SpladeDocEncoder.from_pretrained(tmp_path / "encoder")
+        load_encoder(tmp_path / "encoder")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="no config.json"):
-        SpladeDocEncoder.from_pretrained(tmp_path / "empty")
+        load_encoder(tmp_path / "empty")
 
 
 # ----------------------------------------------------------------------------- idf
@@ -138,7 +138,7 @@ def test_idf_json_round_trip_and_errors(tmp_path: Path) -> None:
         ("{broken", "cannot read idf weights"),
     ]:
         (tmp_path / "bad.json").write_text(content)
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(WorkbenchError, match=message):
             IdfWeights.from_json(tmp_path / "bad.json", tokenizer)
     weights.to_json(tmp_path / "ids.json", key_format="token_id")
     assert IdfWeights.from_json(

@@ -10,7 +10,8 @@ import torch
 import yaml
 from conftest import TINY_CORPUS, build_tiny_mlm, build_tiny_tokenizer
 
-from models.config import ConfigError, TrainingConfig
+from common.errors import WorkbenchError
+from models.config import TrainingConfig
 from models.idf import IdfWeights
 from models.trainer import Example, NonFiniteError, Trainer
 
@@ -117,15 +118,15 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
         (good | {"model": {"activation": "gelu"}}, "model.activation: Input should be 'log1p' or 'l0'"),
         ({"name": "x", "output_dir": "o"}, "data: Field required"),
         (
-            good | {"loss": {"lambda_idf": -0.1}},
-            "loss.lambda_idf: Input should be greater than or equal to 0",
+            good | {"loss": {"lambda_df_flops": -0.1}},
+            "loss.lambda_df_flops: Input should be greater than or equal to 0",
         ),
         (good | {"loss": {"distill": "kl"}}, "loss.distill and data.teacher go together"),
     ]
     for raw, message in cases:
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(raw))
-        with pytest.raises(ConfigError, match=message):
+        with pytest.raises(WorkbenchError, match=message):
             TrainingConfig.from_yaml(path)
 
 
@@ -161,8 +162,16 @@ def test_train_py_end_to_end(tiny_checkpoint: Path, tmp_path: Path, make_beir) -
     rows = Leaderboard(board).rows()
     assert [(r["step"], r["checkpoint_kind"]) for r in rows] == [(0, "step"), (1, "step"), (2, "final")]
     assert (tmp_path / "out" / "best_model" / "idf.json").is_file()
+    # reports live beside the checkpoints (which are pruned), one per evaluated checkpoint
+    reports = sorted(p.name for p in (tmp_path / "out" / "evaluations").iterdir())
+    assert reports == ["step-0000000", "step-0000001", "step-0000002"]
+    assert [r["per_query_path"] for r in rows] == [str(tmp_path / "out" / "evaluations" / n) for n in reports]
+    # not a terminal: one plain line per logged step instead of a progress bar
+    lines = [line for line in result.output.splitlines() if line.startswith("step ") and " | " in line]
+    assert [line.split(" | ")[0] for line in lines] == ["step 1/2", "step 2/2"]
+    assert " | lr " in lines[0] and "samples/s | ETA " in lines[0] and lines[1].endswith("ETA 0m00s")
     bad = CliRunner().invoke(app, ["--config", str(tmp_path / "missing.yaml")])
-    assert bad.exit_code == 2 and "missing.yaml: cannot read the configuration" in " ".join(
+    assert bad.exit_code == 2 and "missing.yaml: cannot read (No such file" in " ".join(
         bad.output.split()
     )
 

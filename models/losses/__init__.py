@@ -3,7 +3,7 @@
 - `infonce`: InfoNCE over in-batch and hard negatives (document layout, cross-rank gathering).
 - `flops`: FLOPS regularizer, l0 mask, quadratic warm-up.
 - `idf_penalty`: the IDF-aware penalty of the OpenSearch inference-free models (query side).
-- `df_flops`: DF-FLOPS (Porco et al., 2025), the additive idf-aware penalty (`lambda_idf`).
+- `df_flops`: DF-FLOPS (Porco et al., 2025), FLOPS weighted by document frequency (`lambda_df_flops`).
 - `distill`: KL and MarginMSE distillation, the min-max ensemble teacher.
 - `combined`: the weighted, scheduled total with every part.
 """

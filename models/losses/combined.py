@@ -1,14 +1,11 @@
 """The SPLADE-doc objective: ranking loss(es) plus weighted, scheduled regularizers, every part logged.
 
     total = infonce + distill_weight * distill + lambda_flops(step) * flops
-            + lambda_idf(step) * idf_penalty + sum_k w_k(step) * reg_k
+            + lambda_df_flops(step) * df_flops + sum_k w_k(step) * reg_k
 
 with lambda_flops(step) = quadratic_warmup(step, lambda_flops, flops_warmup_steps) (SPLADE) and
-lambda_idf(step) = quadratic_warmup(step, lambda_idf, flops_warmup_steps). Two idf-aware mechanisms
-are distinct here: the IDF-aware penalty of Geng et al. (2024) is the idf weighting of the query
-vectors (`models.losses.idf_penalty`, applied by the trainer, no loss term), and `idf_penalty`
-(present when lambda_idf > 0) is DF-FLOPS (Porco et al., 2025; `models.losses.df_flops`), a FLOPS
-whose per-token weight grows as idf falls.
+lambda_df_flops(step) = quadratic_warmup(step, lambda_df_flops, flops_warmup_steps); `df_flops`
+(present when lambda_df_flops > 0) is DF-FLOPS (Porco et al., 2025; `models.losses.df_flops`).
 """
 
 from __future__ import annotations
@@ -137,7 +134,7 @@ class LossSettings(Protocol):
     temperature: float
     lambda_flops: float
     flops_warmup_steps: int
-    lambda_idf: float
+    lambda_df_flops: float
     l0_threshold: int | None
     distill: str
     distill_weight: float
@@ -146,9 +143,9 @@ class LossSettings(Protocol):
 def build_loss(settings: LossSettings | Any, idf_weights: torch.Tensor | None = None) -> SpladeDocLoss:
     """The SpladeDocLoss a configuration describes.
 
-    Regularizers: "flops" always; "idf_penalty" when `settings.lambda_idf > 0`: DF-FLOPS
+    Regularizers: "flops" always; "df_flops" when `settings.lambda_df_flops > 0`: DF-FLOPS
     (`models.losses.df_flops.DfFlopsLoss`, default alpha and beta) with token weights from
-    `idf_weights` ([V], required then), weighted by quadratic_warmup(step, lambda_idf,
+    `idf_weights` ([V], required then), weighted by quadratic_warmup(step, lambda_df_flops,
     flops_warmup_steps), the FLOPS warm-up. The idf tensor is held by reference and its detached
     value is read at every call, so a trainable idf (the trainer's Parameter, updated in place) is
     followed step by step, and the penalty sends no gradient into it.
@@ -160,13 +157,13 @@ def build_loss(settings: LossSettings | Any, idf_weights: torch.Tensor | None = 
             lambda step: quadratic_warmup(step, lambda_flops, warmup),
         )
     }
-    lambda_idf = _checked_weight(settings.lambda_idf)
-    if lambda_idf > 0:
+    lambda_df_flops = _checked_weight(settings.lambda_df_flops)
+    if lambda_df_flops > 0:
         if idf_weights is None:
-            raise ValueError("lambda_idf > 0: the idf_penalty (DF-FLOPS) needs the idf weights")
-        regularizers["idf_penalty"] = (
+            raise ValueError("lambda_df_flops > 0: DF-FLOPS needs the idf weights")
+        regularizers["df_flops"] = (
             DfFlopsLoss(idf_weights),
-            lambda step: quadratic_warmup(step, lambda_idf, warmup),
+            lambda step: quadratic_warmup(step, lambda_df_flops, warmup),
         )
     distill: DistillKLLoss | MarginMSELoss | None
     if settings.distill == "none":

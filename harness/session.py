@@ -1,0 +1,67 @@
+"""One evaluation from start to end: evaluate, write the report, record it on the leaderboard.
+
+`evaluate.py` and the training hook (`harness.training.checkpoint_evaluator`) both call
+`evaluate_report_record`, so every evaluation states its provenance the same way and lands on the
+leaderboard the same way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.errors import WorkbenchError
+from common.files import atomic_dir
+from common.provenance import provenance
+from harness.datasets import DatasetSpec
+from harness.leaderboard import Leaderboard
+from harness.reports import results_document, write_report
+from harness.retrievers.base import RetrieverSpec
+from harness.runner import EvalConfig, Row, evaluate_all
+
+__all__ = ["Evaluation", "evaluate_report_record"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    rows: list[Row]
+    warnings: list[str]
+    report_dir: Path
+    document: dict[str, Any]  # what results.json holds
+    recorded: int  # leaderboard rows written
+
+
+def evaluate_report_record(
+    datasets: list[DatasetSpec],
+    retrievers: list[RetrieverSpec],
+    config: EvalConfig,
+    report_dir: Path,
+    leaderboard: Path,
+    *,
+    match_languages: bool = False,
+    replace: bool = False,
+    run: dict[str, Any] | None = None,
+) -> Evaluation:
+    """Evaluate into `report_dir` (written whole or not at all), then record the rows.
+
+    `run` names a training checkpoint on the leaderboard (run_id, step, checkpoint_kind,
+    config_hash). A report that is written but cannot be recorded raises WorkbenchError saying so.
+    """
+    started = time.perf_counter()
+    origin = provenance()
+    with atomic_dir(report_dir, replace=replace) as tmp:
+        rows, warnings = evaluate_all(datasets, retrievers, config, tmp, match_languages=match_languages)
+        document = results_document(rows, config, warnings, time.perf_counter() - started, origin)
+        write_report(tmp, document, rows, config)
+    try:
+        with Leaderboard(leaderboard) as board:
+            ids = board.record(rows, report_dir, **origin, **(run or {}))
+    except (WorkbenchError, sqlite3.Error) as exc:
+        message = str(exc) if isinstance(exc, WorkbenchError) else f"{leaderboard}: {exc}"
+        raise WorkbenchError(
+            f"the report {report_dir} is written but not recorded in the leaderboard: {message}"
+        ) from None
+    return Evaluation(rows, warnings, Path(report_dir), document, len(ids))
