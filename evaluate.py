@@ -160,15 +160,11 @@ def idf_command(
     try:
         if key_format not in ("string", "token_id"):
             raise WorkbenchError(f"--key-format must be string or token_id, not {key_format!r}")
-        from transformers import AutoTokenizer
-
+        from models.checkpoint import idf_path, load_tokenizer
         from models.idf import IdfWeights, check_fidelity
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model)
-        except (OSError, ValueError) as exc:
-            raise WorkbenchError(f"{model}: cannot load a tokenizer ({str(exc).splitlines()[0]})") from None
-        out = output or Path(model) / "idf.json"
+        tokenizer = load_tokenizer(model)
+        out = output or idf_path(Path(model))
         if out.exists() and not force:
             raise WorkbenchError(f"{out} exists; pass --force to overwrite or --output elsewhere")
         spec = resolve_dataset(dataset, dataset_registry())

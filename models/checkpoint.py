@@ -45,10 +45,10 @@ __all__ = [
     "has_trainer_state",
     "idf_path",
     "inference_length",
-    "load_checkpoint",
     "load_encoder",
     "load_idf",
     "load_masked_lm",
+    "load_tokenizer",
     "load_trainer_state",
     "model_fingerprint",
     "model_kind",
@@ -194,6 +194,17 @@ def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def load_tokenizer(name_or_path: str | Path) -> Any:
+    """The tokenizer of a model folder or hub id; a clear error where there is none."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{name_or_path}: cannot load a tokenizer ({reason})") from None
+
+
 def load_encoder(
     name_or_path: str | Path, max_length: int | None = None, **encoder_args: Any
 ) -> SpladeDocEncoder:
@@ -212,12 +223,6 @@ def idf_path(path: Path) -> Path:
 def load_idf(path: Path, tokenizer: Any, key_format: KeyFormat = "string") -> IdfWeights:
     """The query-side weights of a model folder, read as OpenSearch reads its idf.json."""
     return IdfWeights.from_json(idf_path(path), tokenizer, key_format=key_format)
-
-
-def load_checkpoint(path: Path, **encoder_args: Any) -> tuple[SpladeDocEncoder, IdfWeights]:
-    """The document encoder and the query weights of a checkpoint directory."""
-    encoder = load_encoder(path, **encoder_args)
-    return encoder, load_idf(path, encoder.tokenizer)
 
 
 def has_trainer_state(path: Path) -> bool:

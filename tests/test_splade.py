@@ -16,7 +16,14 @@ from common.errors import WorkbenchError
 from harness.datasets import load_beir
 from harness.retrievers.splade import IdfOnlyRetriever, splade_spec
 from harness.sparse_index import SparseIndex
-from models.checkpoint import load_checkpoint, load_encoder, read_manifest, save_checkpoint
+from models.checkpoint import (
+    inference_length,
+    load_encoder,
+    load_idf,
+    model_fingerprint,
+    read_manifest,
+    save_checkpoint,
+)
 from models.encoder import ModelLoadError, Pruning, SpladeDocEncoder
 from models.idf import IdfWeights, check_fidelity, document_frequencies, idf_from_df
 
@@ -190,7 +197,8 @@ def test_checkpoint_round_trip_and_sentence_transformers_parity(
 ) -> None:
     from sentence_transformers import SparseEncoder
 
-    encoder, idf = load_checkpoint(tiny_checkpoint)
+    encoder = load_encoder(tiny_checkpoint)
+    idf = load_idf(tiny_checkpoint, encoder.tokenizer)
     manifest = read_manifest(tiny_checkpoint)
     assert manifest["format"] == "splade-doc-checkpoint/1" and manifest["name"] == "tiny test model"
     assert {"torch", "transformers"} <= set(manifest["versions"])
@@ -220,6 +228,54 @@ def test_saving_leaves_the_model_unchanged_and_replaces_whole(tmp_path: Path) ->
     save_checkpoint(out, model, tokenizer, idf, {"step": 2}, max_seq_length=64)
     assert read_manifest(out)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary folders left
+
+
+def test_one_inference_length_for_harness_and_sentence_transformers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trained at 16 tokens, declared for inference at 96: both readers encode at 96, equally."""
+    from sentence_transformers import SparseEncoder
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_mlm(len(tokenizer), seed=3)
+    idf = IdfWeights(np.ones(len(tokenizer)), tokenizer)
+    path = save_checkpoint(tmp_path / "ck", model, tokenizer, idf, max_seq_length=96, train_max_length=16)
+    manifest = read_manifest(path)
+    assert (manifest["max_seq_length"], manifest["train_max_length"]) == (96, 16)
+    assert json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"] == 96
+    assert inference_length(path) == 96 and inference_length("some/hub-id") == 512
+    words = [t for pair in TINY_CORPUS.values() for t in " ".join(pair).split()]
+    texts = [" ".join((words * 10)[: 10 * n]) for n in range(2, 16, 3)]  # 20 to 140 words
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    assert min(lengths) > 16 and max(lengths) > 96  # all beyond the training length, some cut at 96
+    harness = splade_spec(str(path)).build().encoder  # what evaluate.py encodes with
+    assert harness.max_length == 96
+    result = harness.encode(texts)
+    assert result.truncated == sum(n > 96 for n in lengths)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    st = SparseEncoder(str(path), device="cpu")
+    theirs = st.encode_document(texts, convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(theirs, result.vectors.toarray(), atol=1e-5)
+    # the same model cut at its training length would differ: the length matters
+    short = load_encoder(path, max_length=16).encode(texts).vectors.toarray()
+    assert np.abs(short - theirs).max() > 1e-2
+    # a larger request is capped by the model's 128 positions
+    capped = save_checkpoint(tmp_path / "capped", model, tokenizer, idf, max_seq_length=4096)
+    assert read_manifest(capped)["max_seq_length"] == 128
+
+
+def test_model_fingerprint_has_one_rule(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "copy"))
+    first = model_fingerprint(copy)
+    assert first == model_fingerprint(tiny_checkpoint) and model_fingerprint("owner/model") == "owner/model"
+    (copy / "README.md").write_text("a model card")  # cards and the trainer state are not the model
+    (copy / "trainer_state.pt").write_bytes(b"optimizer")
+    assert model_fingerprint(copy) == first
+    nested = copy / "query_0_SparseStaticEmbedding" / "config.json"  # nested files count
+    nested.write_text(nested.read_text() + " ")
+    assert model_fingerprint(copy) != first
 
 
 # ----------------------------------------------------------------------------- index and retrievers
@@ -253,7 +309,8 @@ def test_splade_retriever_matches_brute_force_and_caches(
     retriever.index(data)
     queries = {"q1": "이미지를 자르기", "q2": "layer mask transparent", "e": ""}
     ranking = retriever.search(queries, k=3)
-    encoder, idf = load_checkpoint(tiny_checkpoint)
+    encoder = load_encoder(tiny_checkpoint)
+    idf = load_idf(tiny_checkpoint, encoder.tokenizer)
     docs = encoder.encode([d.full_text for d in data.corpus.values()]).vectors.toarray()
     for qid in ("q1", "q2"):
         ids, weights = idf.query_vector(queries[qid])

@@ -140,6 +140,7 @@ def test_train_py_end_to_end(tiny_checkpoint: Path, tmp_path: Path, make_beir) -
     from typer.testing import CliRunner
 
     from harness.leaderboard import Leaderboard
+    from models.checkpoint import read_manifest
     from train import app
 
     corpus = dict(TINY_CORPUS)
@@ -162,6 +163,9 @@ def test_train_py_end_to_end(tiny_checkpoint: Path, tmp_path: Path, make_beir) -
     rows = Leaderboard(board).rows()
     assert [(r["step"], r["checkpoint_kind"]) for r in rows] == [(0, "step"), (1, "step"), (2, "final")]
     assert (tmp_path / "out" / "best_model" / "idf.json").is_file()
+    # trained at 32 tokens; declared for inference at the default 512, capped by the 128 positions
+    manifest = read_manifest(tmp_path / "out" / "final_model")
+    assert (manifest["max_seq_length"], manifest["train_max_length"]) == (128, 32)
     # reports live beside the checkpoints (which are pruned), one per evaluated checkpoint
     reports = sorted(p.name for p in (tmp_path / "out" / "evaluations").iterdir())
     assert reports == ["step-0000000", "step-0000001", "step-0000002"]

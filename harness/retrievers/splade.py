@@ -223,14 +223,12 @@ class IdfOnlyRetriever(_SparseRetriever):
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
+            from models.checkpoint import load_tokenizer
 
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-            except (OSError, ValueError) as exc:
-                raise WorkbenchError(
-                    f"retriever {self.spec.name!r}: cannot load tokenizer {self.model_name}: {exc}"
-                ) from None
+                self._tokenizer = load_tokenizer(self.model_name)
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"retriever {self.spec.name!r}: {exc}") from None
         return self._tokenizer
 
     def _encode_documents(self, texts: list[str]) -> tuple[sp.csr_matrix, dict[str, float]]:
