@@ -14,15 +14,17 @@ With `strict=True` unknown ids are errors instead. Duplicate ids are always erro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from common.errors import WorkbenchError
 from common.files import read_jsonl, read_qrels, sha256_tree
 
 __all__ = ["Dataset", "Document", "load_beir", "qrels_splits"]
+
+T = TypeVar("T")
 
 
 class Document(NamedTuple):
@@ -72,25 +74,27 @@ def _string(obj: dict[str, Any], key: str, path: Path, line: int, required: bool
     return value
 
 
-def _read_corpus(path: Path) -> dict[str, Document]:
-    corpus: dict[str, Document] = {}
+def _read_by_id(path: Path, what: str, value: Callable[[dict[str, Any], int], T]) -> dict[str, T]:
+    """`_id` -> value(object, line) for each line of a JSONL file; ids must be unique."""
+    records: dict[str, T] = {}
     for line, obj in read_jsonl(path):
-        doc_id = _string(obj, "_id", path, line, required=True)
-        if doc_id in corpus:
-            raise WorkbenchError(f"{path}:{line}: duplicate document id {doc_id!r}")
+        key = _string(obj, "_id", path, line, required=True)
+        if key in records:
+            raise WorkbenchError(f"{path}:{line}: duplicate {what} id {key!r}")
+        records[key] = value(obj, line)
+    return records
+
+
+def _read_corpus(path: Path) -> dict[str, Document]:
+    def document(obj: dict[str, Any], line: int) -> Document:
         title = _string(obj, "title", path, line, required=False)
-        corpus[doc_id] = Document(title, _string(obj, "text", path, line, required=True))
-    return corpus
+        return Document(title, _string(obj, "text", path, line, required=True))
+
+    return _read_by_id(path, "document", document)
 
 
 def _read_queries(path: Path) -> dict[str, str]:
-    queries: dict[str, str] = {}
-    for line, obj in read_jsonl(path):
-        qid = _string(obj, "_id", path, line, required=True)
-        if qid in queries:
-            raise WorkbenchError(f"{path}:{line}: duplicate query id {qid!r}")
-        queries[qid] = _string(obj, "text", path, line, required=True)
-    return queries
+    return _read_by_id(path, "query", lambda obj, line: _string(obj, "text", path, line, required=True))
 
 
 def qrels_splits(path: Path) -> list[str]:
