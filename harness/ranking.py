@@ -76,6 +76,19 @@ class Ranking:
             indices, scores = self._hits[qid]
             yield qid, [self.doc_ids[i] for i in indices.tolist()], scores
 
+    def without_query_ids(self) -> Ranking:
+        """A new Ranking without the documents whose id equals their query's id.
+
+        What pyserini's `--remove-query` and BEIR's `ignore_identical_ids` do, for sets (ArguAna,
+        Quora) where a query is itself a document of the corpus.
+        """
+        position = {doc: i for i, doc in enumerate(self.doc_ids)}
+        hits = {}
+        for qid, (indices, scores) in self._hits.items():
+            keep = indices != position.get(qid, -1)
+            hits[qid] = (indices[keep], scores[keep])
+        return Ranking(self.name, self.doc_ids, hits)
+
     def to_dict(self) -> dict[str, dict[str, float]]:
         return {qid: dict(zip(docs, scores.tolist(), strict=True)) for qid, docs, scores in self.items()}
 

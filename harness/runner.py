@@ -130,6 +130,8 @@ def evaluate_all(
                 started = time.perf_counter()
                 run = retriever.search(queries, config.top_k)
                 search_s = time.perf_counter() - started
+                if dspec.remove_query_ids:
+                    run = run.without_query_ids()
                 result = evaluate_run(data.qrels[split], run, config.metrics)
                 run_file = f"runs/{dspec.name}.{split}.{rspec.name}.trec.gz"
                 write_trec_run(run, out_dir / run_file, tag=rspec.name)

@@ -170,6 +170,16 @@ def test_yaml_errors_name_the_key(tmp_path: Path) -> None:
         DatasetSpec.from_yaml(path)
 
 
+def test_expected_scores_must_name_registered_retrievers(tmp_path: Path) -> None:
+    spec = {"name": "x", "description": "d", "languages": ["en"], "splits": ["test"],
+            "source": {"type": "local", "path": "/tmp"},
+            "expected": {"bm25-flat": {"ndcg@10": 0.5}}}  # fmt: skip
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(spec))
+    assert dataset_registry(tmp_path)["x"].expected == {"bm25-flat": {"ndcg@10": 0.5}}
+    with pytest.raises(WorkbenchError, match=r"x\.yaml: expected: bm25-flat is not a registered retriever"):
+        dataset_registry(tmp_path, retrievers={"bm25-ko"})
+
+
 def test_shipped_registry_loads_with_real_sources() -> None:
     registry = dataset_registry()
     beir13 = {
@@ -194,6 +204,9 @@ def test_shipped_registry_loads_with_real_sources() -> None:
         assert source.md5 is not None and len(source.md5) == 32
     assert registry["miracl-ko"].counts.corpus == 1_486_752
     assert registry["miracl-ko"].counts.queries == {"dev": 213}
+    # every expectation names a registered retriever, so each of the 34 entries (86 scores) can run
+    checks = [(d, r, m) for d, s in registry.items() for r, ms in (s.expected or {}).items() for m in ms]
+    assert len(checks) == 13 * 2 * 2 + 2 * 2 + 3 * 2 * 5
 
 
 def test_offline_remote_dataset_names_dataset_source_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -147,3 +147,21 @@ def test_analyzers_normalize_unicode() -> None:
         == [["gimp에서", "이미지를"]]
     )
     assert KiwiAnalyzer().analyze([decomposed]) == [["gimp", "이미지"]]
+
+
+def test_query_ids_are_removed_only_where_the_spec_says(tmp_path: Path, make_beir) -> None:
+    # ArguAna-like: query "a1" is itself document "a1"; its relevant document is "a2".
+    corpus = {"a1": ("", "cats purr loudly"), "a2": ("", "cats purr"), "a3": ("", "dogs bark")}
+    root = make_beir(tmp_path / "data", corpus, {"a1": "cats purr loudly"}, {"test": [("a1", "a2", 1)]})
+    raw = {"name": "argu", "description": "t", "languages": ["en"], "splits": ["test"],
+           "source": {"type": "local", "path": str(root)}}  # fmt: skip
+    bm25 = get_retriever("bm25-plain")
+    config = EvalConfig(metrics=("mrr@10",), top_k=10)
+    kept, _ = evaluate_all([DatasetSpec.model_validate(raw)], [bm25], config, tmp_path / "kept")
+    assert kept[0].metrics["mrr@10"] == pytest.approx(0.5)  # the query's own document ranks first
+    spec = DatasetSpec.model_validate(raw | {"remove_query_ids": True})
+    removed, _ = evaluate_all([spec], [bm25], config, tmp_path / "removed")
+    assert removed[0].metrics["mrr@10"] == pytest.approx(1.0)
+    ranking = Ranking.from_dict({"a1": {"a1": 3.0, "a2": 2.0}, "b": {"a1": 1.0}})
+    assert ranking.without_query_ids().to_dict() == {"a1": {"a2": 2.0}, "b": {"a1": 1.0}}
+    assert ranking.to_dict()["a1"] == {"a1": 3.0, "a2": 2.0}  # the original is left as it was

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,9 @@ class DatasetSpec(StrictModel):
     reference: str | None = None
     default: bool = False  # part of the default `python evaluate.py` run
     expected: dict[str, dict[str, float]] | None = None  # retriever -> metric -> published
+    # drop a retrieved document whose id is the query's id before scoring (pyserini's
+    # --remove-query, BEIR's ignore_identical_ids): stated per dataset, never implied
+    remove_query_ids: bool = False
 
     @classmethod
     def from_yaml(cls, path: Path) -> DatasetSpec:
@@ -77,10 +81,29 @@ class DatasetSpec(StrictModel):
         return spec
 
 
-def dataset_registry(config_dir: Path = CONFIG_DIR) -> dict[str, DatasetSpec]:
-    """Every dataset spec, by name."""
-    specs = [DatasetSpec.from_yaml(p) for p in sorted(config_dir.glob("*.yaml"))]
-    return {spec.name: spec for spec in specs}
+def dataset_registry(
+    config_dir: Path = CONFIG_DIR, retrievers: Collection[str] | None = None
+) -> dict[str, DatasetSpec]:
+    """Every dataset spec, by name.
+
+    An `expected:` key that names no retriever of `retrievers` (default: the registered ones) is an
+    error: an expectation nothing can check would never run.
+    """
+    if retrievers is None:
+        from harness.retrievers import retriever_registry  # the retrievers sit above the datasets
+
+        retrievers = retriever_registry()
+    registry = {}
+    for path in sorted(config_dir.glob("*.yaml")):
+        spec = DatasetSpec.from_yaml(path)
+        unknown = sorted(set(spec.expected or {}) - set(retrievers))
+        if unknown:
+            raise WorkbenchError(
+                f"{path}: expected: {', '.join(unknown)} is not a registered retriever; "
+                f"registered: {', '.join(sorted(retrievers))}"
+            )
+        registry[spec.name] = spec
+    return registry
 
 
 
