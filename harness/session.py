@@ -27,10 +27,7 @@ __all__ = ["Evaluation", "evaluate_report_record"]
 
 @dataclass(frozen=True)
 class Evaluation:
-    rows: list[Row]
-    warnings: list[str]
-    report_dir: Path
-    document: dict[str, Any]  # what results.json holds
+    rows: list[Row]  # one per dataset split x retriever, as in the report
     recorded: int  # leaderboard rows written
 
 
@@ -64,4 +61,4 @@ def evaluate_report_record(
         raise WorkbenchError(
             f"the report {report_dir} is written but not recorded in the leaderboard: {message}"
         ) from None
-    return Evaluation(rows, warnings, Path(report_dir), document, len(ids))
+    return Evaluation(rows, len(ids))
