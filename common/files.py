@@ -137,10 +137,11 @@ def _default_mode(path: Path, base: int) -> None:
 
 
 @contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+def atomic_write(path: Path, mode: str = "w", compresslevel: int = 1) -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path`; rename over it only when the block succeeds.
 
-    A `.gz` path is gzip-compressed (mtime 0, so the same content gives the same bytes).
+    A `.gz` path is gzip-compressed at `compresslevel` (default 1: fast), with no file name and
+    mtime 0 in the header, so the same content always gives the same bytes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,13 +149,15 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        if path.suffix == ".gz":  # level 1: fast
-            raw = gzip.GzipFile(tmp_path, "wb", compresslevel=1, mtime=0)
-            handle: IO[Any] = raw if "b" in mode else io.TextIOWrapper(raw, encoding="utf-8")
+        if path.suffix == ".gz":
+            with tmp_path.open("wb") as out:
+                raw = gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=compresslevel, mtime=0)
+                handle: IO[Any] = raw if "b" in mode else io.TextIOWrapper(raw, encoding="utf-8")
+                with handle:
+                    yield handle
         else:
-            handle = tmp_path.open(mode, encoding=None if "b" in mode else "utf-8")
-        with handle:
-            yield handle
+            with tmp_path.open(mode, encoding=None if "b" in mode else "utf-8") as handle:
+                yield handle
         _default_mode(tmp_path, 0o666)
         os.replace(tmp_path, path)
     finally:

@@ -165,3 +165,15 @@ def test_query_ids_are_removed_only_where_the_spec_says(tmp_path: Path, make_bei
     ranking = Ranking.from_dict({"a1": {"a1": 3.0, "a2": 2.0}, "b": {"a1": 1.0}})
     assert ranking.without_query_ids().to_dict() == {"a1": {"a2": 2.0}, "b": {"a1": 1.0}}
     assert ranking.to_dict()["a1"] == {"a1": 3.0, "a2": 2.0}  # the original is left as it was
+
+
+def test_gzip_writes_are_byte_identical_whatever_the_file_name(tmp_path: Path) -> None:
+    import gzip
+
+    for name in ("a.jsonl.gz", "b.jsonl.gz"):
+        with atomic_write(tmp_path / name) as handle:
+            handle.write('{"_id": "d1", "text": "레이어"}\n')
+    first, second = (tmp_path / "a.jsonl.gz").read_bytes(), (tmp_path / "b.jsonl.gz").read_bytes()
+    assert first == second and first[3] == 0  # FLG 0: no file name (nor temporary name) stored
+    assert gzip.decompress(first).decode() == '{"_id": "d1", "text": "레이어"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl.gz", "b.jsonl.gz"]  # no leftovers

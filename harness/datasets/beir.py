@@ -165,5 +165,3 @@ def load_beir(
         checksum=sha256_tree(path),
         warnings=warnings,
     )
-
-

@@ -106,7 +106,6 @@ def dataset_registry(
     return registry
 
 
-
 def resolve_dataset(name_or_path: str, registry: dict[str, DatasetSpec]) -> DatasetSpec:
     """A registered name, or the path of any BEIR directory (evaluated on test, else dev)."""
     if name_or_path in registry:

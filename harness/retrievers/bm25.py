@@ -278,25 +278,22 @@ def _lucene_spec(name: str, fields: list[str], analyzer: str, language: str, wha
     )
 
 
+def _bm25_spec(name: str, analyzer: str, what: str) -> RetrieverSpec:
+    """A default BM25Retriever (bm25s, Lucene formula, Anserini's BEIR k1 and b) on `analyzer`."""
+    return RetrieverSpec(
+        name=name,
+        family="bm25",
+        factory=BM25Retriever,
+        description=f"BM25 (bm25s, Lucene formula, k1 0.9, b 0.4) on {what}",
+        languages=("ko", "en"),
+        params={"analyzer": analyzer, "k1": 0.9, "b": 0.4, "method": "lucene"},
+        default=True,
+    )
+
+
 for _spec in (
-    RetrieverSpec(
-        name="bm25-ko",
-        family="bm25",
-        factory=BM25Retriever,
-        description="BM25 (bm25s, Lucene formula, k1 0.9, b 0.4) on Kiwi morphemes; Latin words lower-cased",
-        languages=("ko", "en"),
-        params={"analyzer": "kiwi", "k1": 0.9, "b": 0.4, "method": "lucene"},
-        default=True,
-    ),
-    RetrieverSpec(
-        name="bm25-plain",
-        family="bm25",
-        factory=BM25Retriever,
-        description="BM25 (bm25s, Lucene formula, k1 0.9, b 0.4) on lower-cased \\w+ words",
-        languages=("ko", "en"),
-        params={"analyzer": "plain", "k1": 0.9, "b": 0.4, "method": "lucene"},
-        default=True,
-    ),
+    _bm25_spec("bm25-ko", "kiwi", "Kiwi morphemes; Latin words lower-cased"),
+    _bm25_spec("bm25-plain", "plain", "lower-cased \\w+ words"),
     _lucene_spec(
         "bm25-flat",
         ["full_text"],

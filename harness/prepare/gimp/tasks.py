@@ -7,7 +7,6 @@ against the English manual (those sentences removed).
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 import time
@@ -15,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.files import atomic_dir, write_bytes
+from common.files import atomic_dir, atomic_write, write_bytes
 from harness.prepare.gimp.card import license_text, readme_text
 from harness.prepare.gimp.manual import VERSION, BuildError, Section, load_manual
 from harness.prepare.gimp.queries import Query, corpus_without, select_queries
@@ -45,13 +44,10 @@ class Task:
 
 
 def _write_jsonl_gz(path: Path, rows: Iterable[dict[str, str]]) -> None:
-    # Not common.files.atomic_write: it compresses at level 1 and stores the (temporary) file name,
-    # while the pinned task checksums are of level-9 members without a name.
+    # level 9, and one write: deflate's output depends on how the input is fed, and the pinned
+    # checksums are of exactly this
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-    with (
-        path.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as handle,
-    ):
+    with atomic_write(path, "wb", compresslevel=9) as handle:
         handle.write(data)
 
 
