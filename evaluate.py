@@ -53,13 +53,14 @@ def main(
 
     from common.errors import WorkbenchError
     from harness.console import console
-    from harness.datasets import dataset_registry, resolve_dataset
+    from harness.datasets import resolve_dataset
     from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
     from harness.leaderboard import default_path
+    from harness.registry import dataset_registry
     from harness.reports import console_table, efficiency_table, flat_results
     from harness.retrievers import resolve_retriever, retriever_registry
     from harness.runner import EvalConfig
-    from harness.session import evaluate_report_record
+    from harness.session import NotRecorded, evaluate_report_record
 
     try:
         if stat_test not in STAT_TESTS:
@@ -89,6 +90,8 @@ def main(
         # defaults run only where a retriever's languages cover the dataset's; named ones everywhere
         result = evaluate_report_record(datasets, retrievers, config, out, board, match_languages=not model)
     except WorkbenchError as exc:
+        if isinstance(exc, NotRecorded):  # the results exist: show them before the error
+            console.print(console_table(exc.rows, config))
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(console_table(result.rows, config))
@@ -104,11 +107,19 @@ def main(
 def list_all() -> None:
     """List the registered retrievers and datasets."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from harness.datasets import dataset_registry
+    from common.errors import WorkbenchError
+    from harness.console import console
+    from harness.registry import dataset_registry
     from harness.retrievers import retriever_registry
 
+    try:
+        datasets = dataset_registry()
+    except WorkbenchError as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
     out = Console()
     table = Table(title="Retrievers")
     for col in ("name", "family", "languages", "default", "description"):
@@ -121,7 +132,7 @@ def list_all() -> None:
     table = Table(title="Datasets")
     for col in ("name", "source", "languages", "splits", "documents", "queries", "default"):
         table.add_column(col)
-    for spec in dataset_registry().values():
+    for spec in datasets.values():
         counts = spec.counts
         table.add_row(
             spec.name,
@@ -155,12 +166,13 @@ def idf_command(
 
     from common.errors import WorkbenchError
     from harness.console import console
-    from harness.datasets import dataset_registry, load_dataset, resolve_dataset
+    from harness.datasets import load_dataset, resolve_dataset
+    from harness.registry import dataset_registry
 
     try:
         if key_format not in ("string", "token_id"):
             raise WorkbenchError(f"--key-format must be string or token_id, not {key_format!r}")
-        from models.checkpoint import idf_path, load_tokenizer
+        from models.checkpoint import idf_path, load_tokenizer, write_idf
         from models.idf import IdfWeights, check_fidelity
 
         tokenizer = load_tokenizer(model)
@@ -170,7 +182,7 @@ def idf_command(
         spec = resolve_dataset(dataset, dataset_registry())
         data = load_dataset(spec)
         texts = [doc.full_text for doc in data.corpus.values()]
-        IdfWeights.from_corpus(texts, tokenizer).to_json(out, key_format=key_format)
+        write_idf(out, IdfWeights.from_corpus(texts, tokenizer), key_format=key_format)
     except WorkbenchError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -14,7 +14,7 @@ def small_setup(n_examples: int = 512) -> tuple[Any, Any, Any, list[Any]]:
     section as negative; no retriever involved, so the benchmark measures training alone."""
     from transformers.utils import logging as hf_logging
 
-    from harness.datasets import dataset_registry, load_dataset
+    from harness.datasets import load_dataset, read_dataset_specs
     from harness.retrievers.splade import english_splade_dir
     from models.checkpoint import load_masked_lm
     from models.idf import IdfWeights
@@ -22,7 +22,7 @@ def small_setup(n_examples: int = 512) -> tuple[Any, Any, Any, list[Any]]:
 
     hf_logging.disable_progress_bar()
     model, tokenizer = load_masked_lm(english_splade_dir())
-    docs = list(load_dataset(dataset_registry()["gimp-en"]).corpus.values())
+    docs = list(load_dataset(read_dataset_specs()["gimp-en"]).corpus.values())
     examples = [
         Example(doc.title, doc.text, (docs[(i + 1) % len(docs)].full_text,))
         for i, doc in enumerate(docs[:n_examples])

@@ -83,10 +83,10 @@ def bench_rank_bm25_vs_bm25s(n_docs: int, n_queries: int) -> dict[str, Any]:
 
 
 def bench_embedded(task: str, analyzer_name: str) -> dict[str, Any]:
-    from harness.datasets import dataset_registry, load_dataset
+    from harness.datasets import load_dataset, read_dataset_specs
     from harness.retrievers.bm25 import ANALYZERS
 
-    data = load_dataset(dataset_registry()[task])
+    data = load_dataset(read_dataset_specs()[task])
     texts = [doc.full_text for doc in data.corpus.values()]
     queries = list(data.split_queries("test").values())
     analyzer = ANALYZERS[analyzer_name]()
@@ -122,9 +122,9 @@ def bench_kiwi() -> dict[str, Any]:
     from kiwipiepy import Kiwi
 
     from harness.analyzers import KiwiAnalyzer, analyze_cached
-    from harness.datasets import dataset_registry, load_dataset
+    from harness.datasets import load_dataset, read_dataset_specs
 
-    data = load_dataset(dataset_registry()["gimp-ko"])
+    data = load_dataset(read_dataset_specs()["gimp-ko"])
     texts = [doc.full_text for doc in data.corpus.values()]
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     out: dict[str, Any] = {"docs": len(texts), "megabytes": round(megabytes, 2)}

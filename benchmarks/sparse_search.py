@@ -125,10 +125,10 @@ def bench_synthetic(n_docs: int, dims: int, n_queries: int, k: int) -> dict[str,
 def bench_embedded(retriever_name: str) -> dict[str, Any]:
     import tempfile
 
-    from harness.datasets import dataset_registry, load_dataset
+    from harness.datasets import load_dataset, read_dataset_specs
     from harness.retrievers import get_retriever
 
-    data = load_dataset(dataset_registry()["gimp-en"])
+    data = load_dataset(read_dataset_specs()["gimp-en"])
     queries = data.split_queries("test")
     retriever = get_retriever(retriever_name).build()
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,6 +35,8 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise WorkbenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise WorkbenchError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise WorkbenchError(f"{path}: malformed YAML: {exc}") from None
     if not isinstance(raw, dict):

@@ -38,7 +38,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1  # kept in PRAGMA user_version
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another one before "database is locked"
-CHECKPOINT_KINDS = ("step", "final")  # what the trainer evaluates: every save, and the last
+CHECKPOINT_KINDS = ("step", "final")  # what the trainer evaluates (schema v1 also admits a legacy 'best')
 
 _SCHEMA = (
     """
@@ -50,7 +50,7 @@ _SCHEMA = (
         family TEXT,
         run_id TEXT,                         -- training run; NULL for evaluate.py runs
         step INTEGER,
-        checkpoint_kind TEXT,                -- 'step' or 'final' (checked on insert)
+        checkpoint_kind TEXT CHECK (checkpoint_kind IS NULL OR checkpoint_kind IN ('step', 'best', 'final')),
         config_hash TEXT,
         dataset TEXT NOT NULL,
         split TEXT NOT NULL,

@@ -8,6 +8,7 @@ ids and their scores, ordered by (-score, docid); `to_ranx()` converts when a Ru
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -82,12 +83,14 @@ class Ranking:
         What pyserini's `--remove-query` and BEIR's `ignore_identical_ids` do, for sets (ArguAna,
         Quora) where a query is itself a document of the corpus.
         """
-        position = {doc: i for i, doc in enumerate(self.doc_ids)}
-        hits = {}
+        position = {doc: i for i, doc in enumerate(self.doc_ids) if doc in self._hits}
+        kept = copy.copy(self)  # shares the document ids and their order; filtering keeps the order
+        kept._hits = {}
         for qid, (indices, scores) in self._hits.items():
             keep = indices != position.get(qid, -1)
-            hits[qid] = (indices[keep], scores[keep])
-        return Ranking(self.name, self.doc_ids, hits)
+            if keep.any():
+                kept._hits[qid] = (indices[keep], scores[keep])
+        return kept
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         return {qid: dict(zip(docs, scores.tolist(), strict=True)) for qid, docs, scores in self.items()}

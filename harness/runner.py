@@ -51,7 +51,7 @@ class Row:
     dataset_checksum: str
     retriever: str
     spec: dict[str, Any]
-    model_hash: str  # the retriever's parameters and model content (`Retriever.fingerprint`)
+    model_hash: str  # the retriever's parameters and model content (`Retriever.model_hash`)
     n_queries: int
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]]
@@ -142,7 +142,7 @@ def evaluate_all(
                         dataset_checksum=data.checksum,
                         retriever=rspec.name,
                         spec=rspec.describe(),
-                        model_hash=retriever.fingerprint(),
+                        model_hash=retriever.model_hash(),
                         n_queries=len(queries),
                         metrics=result.mean,
                         per_query=result.per_query,

@@ -22,7 +22,15 @@ from harness.reports import results_document, write_report
 from harness.retrievers.base import RetrieverSpec
 from harness.runner import EvalConfig, Row, evaluate_all
 
-__all__ = ["Evaluation", "evaluate_report_record"]
+__all__ = ["Evaluation", "NotRecorded", "evaluate_report_record"]
+
+
+class NotRecorded(WorkbenchError):
+    """The report is written but the leaderboard refused the rows; `rows` are the results."""
+
+    def __init__(self, message: str, rows: list[Row]) -> None:
+        super().__init__(message)
+        self.rows = rows
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,8 @@ def evaluate_report_record(
     """Evaluate into `report_dir` (written whole or not at all), then record the rows.
 
     `run` names a training checkpoint on the leaderboard (run_id, step, checkpoint_kind,
-    config_hash). A report that is written but cannot be recorded raises WorkbenchError saying so.
+    config_hash). A report that is written but cannot be recorded raises NotRecorded, which holds
+    the rows.
     """
     started = time.perf_counter()
     origin = provenance()
@@ -58,7 +67,7 @@ def evaluate_report_record(
             ids = board.record(rows, report_dir, **origin, **(run or {}))
     except (WorkbenchError, sqlite3.Error) as exc:
         message = str(exc) if isinstance(exc, WorkbenchError) else f"{leaderboard}: {exc}"
-        raise WorkbenchError(
-            f"the report {report_dir} is written but not recorded in the leaderboard: {message}"
+        raise NotRecorded(
+            f"the report {report_dir} is written but not recorded in the leaderboard: {message}", rows
         ) from None
     return Evaluation(rows, len(ids))

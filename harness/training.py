@@ -12,7 +12,8 @@ from pathlib import Path
 from common.errors import WorkbenchError
 from common.files import read_pair_scores
 from harness.console import console
-from harness.datasets import Dataset, dataset_registry, load_dataset, resolve_dataset
+from harness.datasets import Dataset, load_dataset, resolve_dataset
+from harness.registry import dataset_registry
 from harness.retrievers import resolve_retriever
 from harness.retrievers.splade import english_splade_dir, splade_spec
 from harness.runner import EvalConfig

@@ -10,9 +10,9 @@ sentence-transformers all load. This module is the only code that reads or write
     trainer_state.pt                        training checkpoints only: what resuming needs
 
 The inference length is declared once, in the manifest (`max_seq_length`; the training length is
-recorded beside it as `train_max_length`): the harness encodes with it, sentence-transformers' files
-are written with it, and the OpenSearch export reads it. A folder without a manifest (a base model, a
-hub id) is encoded at `DEFAULT_MAX_SEQ_LENGTH`, capped by its tokenizer.
+recorded beside it as `train_max_length`): the harness encodes with it, sentence-transformers'
+files are written with it, and an OpenSearch export is to read it from there. A folder without a
+manifest (a base model, a hub id) is encoded at `DEFAULT_MAX_SEQ_LENGTH`, capped by its tokenizer.
 
 The saved MLM bias of the special tokens is -1e4, so that sentence-transformers' SpladePooling (which
 cannot zero special dimensions) gives exactly our vectors; our encoder zeroes them anyway.
@@ -24,6 +24,7 @@ the trainer state included, is complete.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +56,7 @@ __all__ = [
     "read_manifest",
     "restore_weights",
     "save_checkpoint",
+    "write_idf",
 ]
 
 FORMAT = "splade-doc-checkpoint/1"
@@ -107,14 +109,14 @@ def save_checkpoint(
                 bias[special] = saved  # the caller's model is left as it was
         tokenizer.save_pretrained(tmp)
         idf.to_json(tmp / IDF_FILE)
-        record = {
+        record = (manifest or {}) | {  # the keys computed here win: they describe the folder
             "format": FORMAT,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "versions": library_versions(),
             "max_seq_length": length,
             "train_max_length": train_max_length,
             "special_logit": SPECIAL_LOGIT,
-        } | (manifest or {})
+        }
         write_json(tmp / MANIFEST_FILE, record, indent=1)
         write_sentence_transformers_files(tmp, max_seq_length=length)
         if trainer_state is not None:
@@ -139,7 +141,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         return {}
     try:
         record = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WorkbenchError(f"{manifest}: unreadable manifest ({exc})") from None
     if not isinstance(record, dict):
         raise WorkbenchError(f"{manifest}: expected a JSON object")
@@ -147,11 +149,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def inference_length(name_or_path: str | Path) -> int:
-    """The document length a model is encoded at: its manifest's `max_seq_length`, else the default."""
+    """The document length a model is encoded at: its manifest's `max_seq_length`, else the default.
+
+    A manifest written before the inference length was declared (it has no `train_max_length`)
+    recorded the training length there; such folders are read at the default, as they always were.
+    """
     path = Path(name_or_path)
-    value = read_manifest(path).get("max_seq_length") if path.is_dir() else None
-    if value is None:
+    manifest = read_manifest(path) if path.is_dir() else {}
+    if "train_max_length" not in manifest:
         return DEFAULT_MAX_SEQ_LENGTH
+    value = manifest.get("max_seq_length")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise WorkbenchError(
             f"{path / MANIFEST_FILE}: max_seq_length must be a positive integer, not {value!r}"
@@ -220,6 +227,27 @@ def idf_path(path: Path) -> Path:
     return Path(path) / IDF_FILE
 
 
+def write_idf(path: Path, idf: IdfWeights, key_format: KeyFormat = "string") -> None:
+    """Write an idf.json at `path`. Where it is a checkpoint's own, the sentence-transformers query
+    weights of the folder are rebuilt from it, so both readers keep scoring queries alike."""
+    path = Path(path)
+    folder = path.parent
+    own = path.name == IDF_FILE and (folder / "router_config.json").is_file()
+    if own and key_format != "string":
+        raise WorkbenchError(
+            f"{path}: a checkpoint's idf.json is keyed by token string (OpenSearch's lookup); "
+            "write token-id keys elsewhere (--output)"
+        )
+    idf.to_json(path, key_format=key_format)
+    if own:
+        try:
+            write_sentence_transformers_files(folder, max_seq_length=inference_length(folder))
+        except (OSError, ValueError) as exc:
+            raise WorkbenchError(
+                f"{folder}: idf.json written, the sentence-transformers files not ({exc})"
+            ) from None
+
+
 def load_idf(path: Path, tokenizer: Any, key_format: KeyFormat = "string") -> IdfWeights:
     """The query-side weights of a model folder, read as OpenSearch reads its idf.json."""
     return IdfWeights.from_json(idf_path(path), tokenizer, key_format=key_format)
@@ -233,7 +261,7 @@ def load_trainer_state(path: Path, map_location: torch.device | str = "cpu") -> 
     """What a training checkpoint saved for resuming (optimizer, scheduler, RNG, data position)."""
     try:
         return torch.load(Path(path) / TRAINER_STATE_FILE, map_location=map_location, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise WorkbenchError(f"{Path(path) / TRAINER_STATE_FILE}: unreadable trainer state ({exc})") from None
 
 

@@ -25,7 +25,7 @@ class ModelConfig(StrictModel):
     base: str = "bert-base-multilingual-cased"  # directory, hub id, or a named offline model
     max_length: int = Field(256, ge=8, le=8192)  # document tokens seen in training
     # document tokens at inference: what the checkpoint declares, and what the harness,
-    # sentence-transformers and the OpenSearch export encode with (capped by the model's positions)
+    # sentence-transformers (and an OpenSearch export) encode with (capped by the model's positions)
     inference_max_length: int = Field(512, ge=8, le=8192)
     activation: Literal["log1p", "l0"] = "log1p"
     idf: str = "corpus"  # corpus: computed on the training documents; base: the base's idf.json; or a path

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from evaluate import app
@@ -95,8 +96,13 @@ def test_help_is_instant_without_heavy_imports() -> None:
 def test_model_directory_and_idf_command(tiny_checkpoint: Path, tiny_beir: Path, tmp_path: Path) -> None:
     import shutil
 
+    from safetensors.numpy import load_file, save_file
+
     model = Path(shutil.copytree(tiny_checkpoint, tmp_path / "model"))
     (model / "idf.json").unlink()
+    query_weights = model / "query_0_SparseStaticEmbedding" / "model.safetensors"
+    stale = np.zeros_like(load_file(query_weights)["weight"])
+    save_file({"weight": stale}, str(query_weights))  # weights that no idf.json gives
     out = tmp_path / "report"
     args = ["--dataset", str(tiny_beir), "--model", "bm25-plain", "--model", str(model), "--output", str(out)]
     result = runner.invoke(app, args)
@@ -106,6 +112,17 @@ def test_model_directory_and_idf_command(tiny_checkpoint: Path, tiny_beir: Path,
     )
     assert result.exit_code == 0, result.output
     assert "keys not round-tripping to an id" in result.output and (model / "idf.json").is_file()
+    # the checkpoint's sentence-transformers query weights follow the new idf.json
+    from models.checkpoint import load_idf, load_tokenizer
+
+    idf = load_idf(model, load_tokenizer(model))
+    after = load_file(query_weights)["weight"]
+    special = idf.special_ids
+    assert after[special].tolist() == [0.0] * len(special)
+    np.testing.assert_allclose(np.delete(after, special), np.delete(idf.weights, special), rtol=1e-6)
+    token_ids = ["--key-format", "token_id", "--force"]
+    refused = runner.invoke(app, ["idf", "--model", str(model), "--dataset", str(tiny_beir), *token_ids])
+    assert refused.exit_code == 2 and "keyed by token string" in " ".join(refused.output.split())
     again = runner.invoke(app, ["idf", "--model", str(model), "--dataset", str(tiny_beir)])
     assert again.exit_code == 2 and "exists; pass --force" in " ".join(again.output.split())
     result = runner.invoke(app, args, terminal_width=200)

@@ -19,13 +19,13 @@ from common.paths import cache_dir
 from harness.datasets import (
     DatasetSpec,
     Document,
-    dataset_registry,
     load_beir,
     load_dataset,
     resolve_dataset,
     sources,
 )
 from harness.datasets.hf_convert import convert_hf_files
+from harness.registry import dataset_registry
 
 
 def test_reads_beir_directory(tiny_beir: Path) -> None:

@@ -246,6 +246,7 @@ def test_evaluate_records_and_the_leaderboard_command_ranks(tiny_beir: Path, tmp
     result = runner.invoke(app, [*args[:-1], str(tmp_path / "r3"), "--leaderboard", str(junk)])
     assert result.exit_code == 2 and "not recorded in the leaderboard" in " ".join(result.output.split())
     assert (tmp_path / "r3" / "results.json").is_file()  # the report itself is kept
+    assert "ndcg@10" in result.output and "bm25-plain" in result.output  # and the results are shown
 
 
 WRITER = textwrap.dedent(

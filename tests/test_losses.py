@@ -415,7 +415,7 @@ def test_build_loss_from_settings() -> None:
         build_loss(_loss_settings(distill="mse", distill_weight=0.5))
 
 
-# ----------------------------------------------------------------------------- DF-FLOPS (idf penalty)
+# ----------------------------------------------------------------------------- DF-FLOPS
 # alpha = 1/4, beta = 1: log_alpha(2) = ln 2 / ln(1/4) = -1/2, so activ(x) = 1 / (1 + (x^(-1/2) - 1)).
 # idf = [0, ln 4, ln 16, ln 100] -> x = exp(-idf) = [1, 1/4, 1/16, 1/100]
 #   -> x^(-1/2) - 1 = [0, 1, 3, 9] -> w = [1, 1/2, 1/4, 1/10] (low idf, large weight).

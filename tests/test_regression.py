@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.datasets import dataset_registry
+from harness.registry import dataset_registry
 from harness.retrievers import get_retriever
 from harness.runner import EvalConfig, check_expected, evaluate_all
 

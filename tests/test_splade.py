@@ -262,6 +262,11 @@ def test_one_inference_length_for_harness_and_sentence_transformers(
     # a larger request is capped by the model's 128 positions
     capped = save_checkpoint(tmp_path / "capped", model, tokenizer, idf, max_seq_length=4096)
     assert read_manifest(capped)["max_seq_length"] == 128
+    # a manifest from before the length was declared held the training length: read at 512, as then
+    legacy = json.loads((capped / "manifest.json").read_text()) | {"max_seq_length": 16}
+    del legacy["train_max_length"]
+    (capped / "manifest.json").write_text(json.dumps(legacy))
+    assert inference_length(capped) == 512
 
 
 def test_model_fingerprint_has_one_rule(tiny_checkpoint: Path, tmp_path: Path) -> None:

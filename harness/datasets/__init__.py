@@ -4,7 +4,7 @@ checked cache (`sources`, `hf_convert`). Every dataset ends up as a BEIR directo
 
 from harness.datasets.beir import Dataset, Document, load_beir, qrels_splits
 from harness.datasets.sources import DATA_DIR, load_dataset
-from harness.datasets.spec import CONFIG_DIR, Counts, DatasetSpec, Source, dataset_registry, resolve_dataset
+from harness.datasets.spec import CONFIG_DIR, Counts, DatasetSpec, Source, read_dataset_specs, resolve_dataset
 
 __all__ = [
     "CONFIG_DIR",
@@ -14,9 +14,9 @@ __all__ = [
     "DatasetSpec",
     "Document",
     "Source",
-    "dataset_registry",
     "load_beir",
     "load_dataset",
     "qrels_splits",
+    "read_dataset_specs",
     "resolve_dataset",
 ]

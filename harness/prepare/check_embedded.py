@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from common.files import sha256_tree
-from harness.datasets import dataset_registry
+from harness.datasets import read_dataset_specs
 
 __all__ = ["check_embedded"]
 
@@ -20,7 +20,7 @@ __all__ = ["check_embedded"]
 def check_embedded(root: Path) -> dict[str, tuple[str | None, str | None]]:
     """Task name -> (pinned sha256, sha256 of `root/<task>` or None when absent)."""
     results = {}
-    for spec in dataset_registry().values():
+    for spec in read_dataset_specs().values():
         if spec.source.type != "embedded" or not str(spec.source.path).startswith("gimp/"):
             continue
         task_dir = root / Path(str(spec.source.path)).name

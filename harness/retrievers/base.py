@@ -58,14 +58,14 @@ class Retriever(ABC):
         """Anything besides the spec's parameters that changes the index (an analyzer version)."""
         return ""
 
-    def fingerprint(self) -> str:
+    def model_hash(self) -> str:
         """Short hash of the spec's parameters and `version_key()`: what identifies the model."""
         blob = f"{self.spec.fingerprint}:{self.version_key()}"
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def cache_path(self, dataset: Dataset) -> Path:
         """Where this retriever's index of `dataset` is kept: retriever + dataset checksum."""
-        return cache_dir() / "indexes" / f"{self.spec.family}-{self.fingerprint()}" / dataset.checksum[:24]
+        return cache_dir() / "indexes" / f"{self.spec.family}-{self.model_hash()}" / dataset.checksum[:24]
 
     @abstractmethod
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:

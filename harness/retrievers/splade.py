@@ -65,6 +65,7 @@ class _SparseRetriever(Retriever):
         self._doc_ids: list[str] = []
         self._doc_stats: dict[str, float] = {}
         self._query_stats: dict[str, float] = {}
+        self._version: str | None = None
 
     # -- pieces the two families define
     @property
@@ -78,9 +79,12 @@ class _SparseRetriever(Retriever):
 
     # -- shared
     def version_key(self) -> str:
-        from models.checkpoint import model_fingerprint
+        """The model folder's content hash, computed once (a large checkpoint takes seconds)."""
+        if self._version is None:
+            from models.checkpoint import model_fingerprint
 
-        return model_fingerprint(self.model_name)
+            self._version = model_fingerprint(self.model_name)
+        return self._version
 
     def _load_idf(self, dataset: Dataset, cache: Path | None) -> Any:
         """Query-side weights, always read through an idf.json as OpenSearch would read it."""
