@@ -14,6 +14,13 @@ app = typer.Typer(add_completion=False, help="Train SPLADE-doc; every saved chec
 def main(
     config: Annotated[Path, typer.Option("--config", "-c", help="Training config (YAML).")],
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint of output_dir.")] = False,
+    allow_change: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --resume: a setting that may differ from the checkpoint's (train.max_steps, "
+            "train.save_every, train.log_every, train.keep_checkpoints); repeatable; recorded."
+        ),
+    ] = None,
     leaderboard: Annotated[
         Path | None, typer.Option(help="Leaderboard database (default: the harness's).")
     ] = None,
@@ -33,10 +40,10 @@ def main(
     from harness.console import console
     from harness.leaderboard import Leaderboard, default_path
     from harness.training import build_examples, checkpoint_evaluator, progress_line, resolve_base_model
-    from models.checkpoint import load_idf, load_masked_lm
+    from models.checkpoint import load_idf, load_masked_lm, read_manifest
     from models.config import TrainingConfig
     from models.idf import IdfWeights
-    from models.trainer import NonFiniteError, Trainer
+    from models.trainer import NonFiniteError, RunComplete, Trainer, latest_checkpoint
 
     hf_logging.disable_progress_bar()
     try:
@@ -58,6 +65,9 @@ def main(
         else:
             idf = IdfWeights.from_json(Path(cfg.model.idf), tokenizer)
         run_id = f"{cfg.name}-{cfg.fingerprint()[:8]}"
+        latest = latest_checkpoint(cfg.output_dir) if resume else None
+        if latest is not None:  # a run keeps its id when an allowed change alters the fingerprint
+            run_id = read_manifest(latest).get("run_id", run_id)
         board = leaderboard or default_path()
         Leaderboard(board).close()  # an unusable database fails now, not after the first checkpoint
         manifest = {"run_id": run_id, "base_model": cfg.model.base, "git_revision": git_revision(),
@@ -82,7 +92,10 @@ def main(
                 cfg, model, tokenizer, idf, examples,
                 on_checkpoint=checkpoint_evaluator(cfg, run_id, board), log=show, manifest=manifest,
             )  # fmt: skip
-            result = trainer.train(resume=resume)
+            result = trainer.train(resume=resume, allow_changes=allow_change or ())
+    except RunComplete as exc:
+        console.print(escape(str(exc)), soft_wrap=True)
+        return
     except (WorkbenchError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -7,19 +7,29 @@ idf-weighted token indicators (no model). AdamW, linear warm-up then linear deca
 accumulation, clipping, BF16 autocast on CUDA and fp32 on CPU, seeded.
 
 Checkpoints every `save_every` steps hold a complete checkpoint directory (what `evaluate.py
---model` and the OpenSearch export read) plus `trainer_state.pt` (optimizer, scheduler, RNG states,
-data position): `resume=True` continues exactly where the latest one stopped. A non-finite loss or
-gradient stops the run (the last good checkpoint stays); Ctrl-C saves a checkpoint first.
+--model` reads) plus `trainer_state.pt` (optimizer, scheduler, RNG states, data position):
+`resume=True` continues exactly where the latest one stopped. A non-finite loss or gradient stops
+the run (the last good checkpoint stays). Ctrl-C finishes the step under way, saves, then stops, so
+that resuming is exact; a second Ctrl-C stops at once (the last saved checkpoint stays).
+
+Resuming refuses a run that is complete, and a configuration that differs from the checkpoint's
+(naming the keys), except the keys of `RESUME_SAFE_KEYS` that the caller allows. Every evaluation
+of a checkpoint is appended to `evaluations.jsonl`, so that on resume the best model is judged over
+all of them and a checkpoint whose evaluation was cut short is evaluated again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +38,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from common.errors import WorkbenchError
 from models.checkpoint import (
     copy_model,
     has_trainer_state,
     load_trainer_state,
+    read_manifest,
     restore_weights,
     save_checkpoint,
 )
@@ -40,7 +52,24 @@ from models.encoder import splade_pool
 from models.idf import IdfWeights
 from models.losses import IdfAwarePenalty, build_loss
 
-__all__ = ["Example", "NonFiniteError", "TrainResult", "Trainer"]
+__all__ = [
+    "RESUME_SAFE_KEYS",
+    "Example",
+    "NonFiniteError",
+    "RunComplete",
+    "TrainResult",
+    "Trainer",
+    "latest_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+# settings that may differ on resume when the caller allows them: they change how long the run goes
+# on and how often it saves or logs, not what a step computes (the lr decay follows max_steps)
+RESUME_SAFE_KEYS = frozenset(
+    {"train.max_steps", "train.save_every", "train.log_every", "train.keep_checkpoints"}
+)
+EVALUATIONS_FILE = "evaluations.jsonl"
 
 
 @dataclass(frozen=True)
@@ -55,6 +84,37 @@ class Example:
 
 class NonFiniteError(RuntimeError):
     """The loss or the gradients stopped being finite."""
+
+
+class RunComplete(WorkbenchError):
+    """`resume` on a run whose final checkpoint is saved: there is nothing to do."""
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The last complete checkpoint of a run (one with its trainer state), or None."""
+    root = Path(output_dir) / "checkpoints"
+    found = sorted(p for p in root.glob("step-*") if has_trainer_state(p)) if root.is_dir() else []
+    return found[-1] if found else None
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """dotted key -> (saved value, current value) for every setting that differs."""
+    old, new = _flatten(saved), _flatten(current)
+    return {
+        key: (old.get(key), new.get(key))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
 
 
 @dataclass
@@ -143,6 +203,8 @@ class Trainer:
         self.position = 0
         self.best_metric: float | None = None
         self.best_step: int | None = None
+        self._stop_requested = self._stopped_hard = False  # Ctrl-C, see _deferred_interrupt
+        self._last_saved = 0
 
     # ------------------------------------------------------------------ schedule and data
 
@@ -259,9 +321,7 @@ class Trainer:
         )
 
     def latest_checkpoint(self) -> Path | None:
-        root = Path(self.config.output_dir) / "checkpoints"
-        found = sorted(p for p in root.glob("step-*") if has_trainer_state(p)) if root.is_dir() else []
-        return found[-1] if found else None
+        return latest_checkpoint(self.config.output_dir)
 
     def resume_from(self, path: Path) -> None:
         """Restore model, optimizer, scheduler, RNG states and data position of a checkpoint."""
@@ -288,15 +348,101 @@ class Trainer:
         for old in steps[: -self.config.train.keep_checkpoints]:
             shutil.rmtree(old)
 
-    def _after_save(self, path: Path, kind: str) -> None:
-        """Evaluate a saved checkpoint through the hook; keep best_model/ by the configured metric."""
+    def _after_save(self, path: Path, step: int, kind: str) -> None:
+        """Evaluate a saved checkpoint through the hook, log it, keep best_model/ by the metric."""
         if self.on_checkpoint is None or self.rank != 0:
             return
-        metrics = self.on_checkpoint(path, self.step, kind)
+        metrics = self.on_checkpoint(path, step, kind)
         value = (metrics or {}).get(self.config.eval.metric)
         if value is not None and (self.best_metric is None or value > self.best_metric):
-            self.best_metric, self.best_step = value, self.step
+            self.best_metric, self.best_step = value, step
             copy_model(path, Path(self.config.output_dir) / "best_model")
+        record = {"step": step, "kind": kind, "checkpoint": path.name, self.config.eval.metric: value}
+        with (Path(self.config.output_dir) / EVALUATIONS_FILE).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")  # last: a cut-short evaluation is redone on resume
+
+    def _evaluations(self) -> list[dict[str, Any]]:
+        path = Path(self.config.output_dir) / EVALUATIONS_FILE
+        if not path.is_file():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill: that evaluation is redone
+        return records
+
+    def _catch_up_evaluations(self) -> None:
+        """On resume: the best over every logged evaluation, and the checkpoints never evaluated."""
+        metric = self.config.eval.metric
+        done = self._evaluations()
+        self.best_metric, self.best_step = None, None
+        for record in done:
+            value = record.get(metric)
+            if value is not None and (self.best_metric is None or value > self.best_metric):
+                self.best_metric, self.best_step = value, record["step"]
+        evaluated = {record["checkpoint"] for record in done}
+        root = Path(self.config.output_dir) / "checkpoints"
+        for path in sorted(root.glob("step-*")):
+            manifest = read_manifest(path)
+            if path.name not in evaluated and manifest.get("kind") in ("step", "final"):
+                logger.warning("%s: its evaluation did not finish; evaluating it now", path)
+                self._after_save(path, int(manifest["step"]), manifest["kind"])
+
+    def _remove_leftovers(self) -> None:
+        """Hidden folders of checkpoints whose saving was cut short: never complete, never resumed."""
+        root = Path(self.config.output_dir) / "checkpoints"
+        for leftover in sorted(root.glob(".step-*")) if root.is_dir() else []:
+            logger.warning("%s: removing an incomplete checkpoint (its saving was cut short)", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def _resume(self, allow_changes: Collection[str]) -> None:
+        """Continue from the latest checkpoint: refuse a complete run and unallowed config changes."""
+        latest = self.latest_checkpoint()
+        if latest is None:
+            raise FileNotFoundError(f"{self.config.output_dir}: no checkpoint to resume from")
+        manifest = read_manifest(latest)
+        changes = config_changes(manifest.get("training_config", {}), self.config.model_dump(mode="json"))
+        refused = sorted(set(changes) - set(allow_changes))
+        if refused:
+            shown = "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused)
+            safe = ", ".join(sorted(RESUME_SAFE_KEYS))
+            raise WorkbenchError(
+                f"{latest}: the configuration differs from the one this run was trained with ({shown}); "
+                f"resume with the original, or allow one of {safe} explicitly"
+            )
+        if manifest.get("kind") == "final" and manifest.get("step", 0) >= self.config.train.max_steps:
+            raise RunComplete(
+                f"{self.config.output_dir}: run already complete ({manifest['step']} steps); nothing written"
+            )
+        if changes:
+            self.manifest = self.manifest | {"resumed_with_changes": {k: list(v) for k, v in changes.items()}}
+        self.resume_from(latest)
+        self._catch_up_evaluations()
+
+    @contextmanager
+    def _deferred_interrupt(self) -> Iterator[None]:
+        """Ctrl-C asks to stop after the step under way (checked by the loop); a second one stops now."""
+        self._stop_requested = self._stopped_hard = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_requested:
+                self._stopped_hard = True
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            logger.warning(
+                "interrupted: finishing step %d, then saving (Ctrl-C again to stop now)", self.step + 1
+            )
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _write_metrics(self, record: dict[str, float]) -> None:
         if self.rank != 0:
@@ -309,61 +455,34 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
-    def train(self, resume: bool = False) -> TrainResult:
+    def train(self, resume: bool = False, allow_changes: Collection[str] = ()) -> TrainResult:
+        """Train to `max_steps`; with `resume`, from the latest checkpoint (see the module docstring).
+
+        `allow_changes`: settings of `RESUME_SAFE_KEYS` that may differ from the checkpoint's.
+        """
         cfg = self.config.train
+        unsafe = sorted(set(allow_changes) - RESUME_SAFE_KEYS)
+        if unsafe:
+            raise WorkbenchError(
+                f"cannot allow {', '.join(unsafe)} to change on resume; safe: {sorted(RESUME_SAFE_KEYS)}"
+            )
         Path(self.config.output_dir).mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self._remove_leftovers()
         if resume:
-            latest = self.latest_checkpoint()
-            if latest is None:
-                raise FileNotFoundError(f"{self.config.output_dir}: no checkpoint to resume from")
-            self.resume_from(latest)
+            self._resume(allow_changes)
         saved: list[Path] = []
         if cfg.eval_at_start and self.step == 0 and self.on_checkpoint is not None:
             saved.append(self._save_step("step"))
         started = time.perf_counter()
-        window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+        self._last_saved = self.step
         try:
-            while self.step < cfg.max_steps:
-                parts_sum: dict[str, float] = {}
-                for _ in range(cfg.grad_accum):
-                    batch = self._next_batch()
-                    parts, tokens = self._micro_step(batch)
-                    for key, value in parts.items():
-                        parts_sum[key] = parts_sum.get(key, 0.0) + float(value) / cfg.grad_accum
-                    window_samples += len(batch)
-                    window_tokens += tokens * self.world  # every rank encodes a like share
-                if not math.isfinite(parts_sum["loss"]):
-                    raise NonFiniteError(f"step {self.step + 1}: loss is {parts_sum['loss']}")
-                if self.world > 1 and self.idf_weights.grad is not None:
-                    # the idf weights live outside DistributedDataParallel: average their gradient here
-                    dist.all_reduce(self.idf_weights.grad)
-                    self.idf_weights.grad /= self.world
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
-                )
-                if not torch.isfinite(grad_norm):
-                    raise NonFiniteError(f"step {self.step + 1}: gradient norm is {float(grad_norm)}")
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    seconds = max(time.perf_counter() - window_start, 1e-9)
-                    self._write_metrics(
-                        {
-                            "step": self.step,
-                            "lr": self.scheduler.get_last_lr()[0],
-                            "grad_norm": float(grad_norm),
-                            "samples_per_s": window_samples / seconds,
-                            "tokens_per_s": window_tokens / seconds,
-                            **parts_sum,
-                        }
-                    )
-                    window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
-                if self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
-                    saved.append(self._save_step("step"))
+            with self._deferred_interrupt():
+                self._loop(saved)
         except KeyboardInterrupt:
-            if self.rank == 0:
+            # a deferred Ctrl-C stops between steps, where the state is whole: save it unless it just
+            # was; a second Ctrl-C may have cut a step, so the last saved checkpoint stays the one
+            if self.rank == 0 and not self._stopped_hard and self.step != self._last_saved:
                 self._save(self._checkpoint_dir(self.step), "interrupted")
             raise
         final = self._save_step("final")
@@ -372,11 +491,59 @@ class Trainer:
             copy_model(final, Path(self.config.output_dir) / "final_model")
         return TrainResult(self.step, time.perf_counter() - started, self.best_metric, self.best_step, saved)
 
+    def _loop(self, saved: list[Path]) -> None:
+        """Optimizer steps up to max_steps, logging and saving on schedule; a requested stop ends it
+        between two steps."""
+        cfg = self.config.train
+        window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+        while self.step < cfg.max_steps:
+            parts_sum: dict[str, float] = {}
+            for _ in range(cfg.grad_accum):
+                batch = self._next_batch()
+                parts, tokens = self._micro_step(batch)
+                for key, value in parts.items():
+                    parts_sum[key] = parts_sum.get(key, 0.0) + float(value) / cfg.grad_accum
+                window_samples += len(batch)
+                window_tokens += tokens * self.world  # every rank encodes a like share
+            if not math.isfinite(parts_sum["loss"]):
+                raise NonFiniteError(f"step {self.step + 1}: loss is {parts_sum['loss']}")
+            if self.world > 1 and self.idf_weights.grad is not None:
+                # the idf weights live outside DistributedDataParallel: average their gradient here
+                dist.all_reduce(self.idf_weights.grad)
+                self.idf_weights.grad /= self.world
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+            )
+            if not torch.isfinite(grad_norm):
+                raise NonFiniteError(f"step {self.step + 1}: gradient norm is {float(grad_norm)}")
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                seconds = max(time.perf_counter() - window_start, 1e-9)
+                self._write_metrics(
+                    {
+                        "step": self.step,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "grad_norm": float(grad_norm),
+                        "samples_per_s": window_samples / seconds,
+                        "tokens_per_s": window_tokens / seconds,
+                        **parts_sum,
+                    }
+                )
+                window_start, window_samples, window_tokens = time.perf_counter(), 0, 0
+            if self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
+                saved.append(self._save_step("step"))
+            if self._stop_requested:
+                raise KeyboardInterrupt
+
     def _save_step(self, kind: str) -> Path:
         path = self._checkpoint_dir(self.step)
         if self.rank == 0:
             self._save(path, kind)
-            self._after_save(path, kind)
+            self._last_saved = self.step
+            self._after_save(path, self.step, kind)
             self._prune()
         if self.world > 1:
             dist.barrier()

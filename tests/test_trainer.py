@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from conftest import TINY_CORPUS, build_tiny_mlm, build_tiny_tokenizer
 from common.errors import WorkbenchError
 from models.config import TrainingConfig
 from models.idf import IdfWeights
-from models.trainer import Example, NonFiniteError, Trainer
+from models.trainer import Example, NonFiniteError, RunComplete, Trainer
 
 TEXTS = [f"{title} {text}" for title, text in TINY_CORPUS.values()]
 EXAMPLES = [
@@ -69,6 +71,99 @@ def test_resume_after_ctrl_c_equals_training_straight(tmp_path: Path) -> None:
     lines_a = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     lines_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [x["loss"] for x in lines_a] == [x["loss"] for x in lines_b]
+
+
+def _same_weights(a: Trainer, b: Trainer) -> float:
+    """The largest absolute difference between two trainers' weights (0.0: bit-identical)."""
+    sa, sb = a.module.state_dict(), b.module.state_dict()
+    assert sa.keys() == sb.keys()
+    return max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+
+
+def _sigint_during_step(trainer: Trainer, step: int, times: int = 1) -> None:
+    """Send real SIGINTs to this process in the middle of the given step (its micro-step)."""
+    original = trainer._micro_step
+
+    def micro_step(batch):  # type: ignore[no-untyped-def]
+        if trainer.step + 1 == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(batch)
+
+    trainer._micro_step = micro_step  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(("times", "saved_at"), [(1, 3), (2, 2)])
+def test_a_real_ctrl_c_mid_step_resumes_bit_identically(tmp_path: Path, times: int, saved_at: int) -> None:
+    # one Ctrl-C: the step under way is finished and saved (step 3); two: stop at once, without
+    # saving the cut step, so the run resumes from the last regular checkpoint (step 2)
+    straight = _trainer(_config(tmp_path / "a"))
+    straight.train()
+    first = _trainer(_config(tmp_path / "b"))
+    _sigint_during_step(first, 3, times)
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    checkpoints = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    assert checkpoints[-1] == f"step-{saved_at:07d}"
+    resumed = _trainer(_config(tmp_path / "b"))
+    resumed.train(resume=True)
+    assert _same_weights(straight, resumed) == 0.0
+    losses = [[json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+              for d in ("a", "b")]  # fmt: skip
+    assert losses[1][-(4 - saved_at):] == losses[0][saved_at:]  # the steps after the resume
+
+
+def test_resume_of_a_complete_run_writes_nothing(tmp_path: Path) -> None:
+    calls = []
+    evaluate = lambda path, step, kind: calls.append(step) or {"ndcg@10": 0.5}  # noqa: E731
+    _trainer(_config(tmp_path), on_checkpoint=evaluate).train()
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    with pytest.raises(RunComplete, match="run already complete \\(4 steps\\); nothing written"):
+        _trainer(_config(tmp_path), on_checkpoint=evaluate).train(resume=True)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert calls == [0, 2, 4]  # no evaluation again, so no duplicate leaderboard row
+
+
+def test_resume_refuses_an_edited_config_unless_the_change_is_allowed(tmp_path: Path) -> None:
+    interrupt = lambda record: (_ for _ in ()).throw(KeyboardInterrupt) if record["step"] == 2 else None  # noqa: E731
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(_config(tmp_path), log=interrupt).train()
+    edited = _config(tmp_path, lr=5e-4, max_steps=6)
+    with pytest.raises(WorkbenchError, match=r"train.lr: 0.001 -> 0.0005; train.max_steps: 4 -> 6"):
+        _trainer(edited).train(resume=True)
+    with pytest.raises(WorkbenchError, match="cannot allow train.lr to change"):
+        _trainer(edited).train(resume=True, allow_changes=["train.lr"])
+    longer = _trainer(_config(tmp_path, max_steps=6))
+    longer.train(resume=True, allow_changes=["train.max_steps"])
+    assert longer.step == 6
+    manifest = json.loads((tmp_path / "final_model" / "manifest.json").read_text())
+    assert manifest["resumed_with_changes"] == {"train.max_steps": [4, 6]}
+
+
+def test_an_evaluation_cut_short_is_redone_on_resume_and_best_spans_the_run(tmp_path: Path) -> None:
+    scores = {0: 0.1, 2: 0.9, 4: 0.5}
+
+    class Killed(BaseException):
+        """Stands for the process dying while checkpoint 2 is evaluated."""
+
+    def dies_at_2(path: Path, step: int, kind: str) -> dict[str, float]:
+        if step == 2:
+            raise Killed
+        return {"ndcg@10": scores[step]}
+
+    with pytest.raises(Killed):
+        _trainer(_config(tmp_path), on_checkpoint=dies_at_2).train()
+    (tmp_path / "checkpoints" / ".step-0000009.abc.tmp").mkdir()  # a save cut short, hidden
+    seen = []
+    evaluate = lambda path, step, kind: seen.append(step) or {"ndcg@10": scores[step]}  # noqa: E731
+    result = _trainer(_config(tmp_path), on_checkpoint=evaluate).train(resume=True)
+    assert seen == [2, 4]  # step 2, never evaluated, first; then the final model
+    assert (result.best_step, result.best_metric) == (2, 0.9)  # the final 0.5 does not replace it
+    assert json.loads((tmp_path / "best_model" / "manifest.json").read_text())["step"] == 2
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+    logged = [json.loads(x)["step"] for x in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    assert logged == [0, 2, 4]
 
 
 def test_checkpoints_best_and_final_models(tmp_path: Path) -> None:
