@@ -269,6 +269,10 @@ def test_train_py_end_to_end(tiny_checkpoint: Path, tmp_path: Path, make_beir) -
     lines = [line for line in result.output.splitlines() if line.startswith("step ") and " | " in line]
     assert [line.split(" | ")[0] for line in lines] == ["step 1/2", "step 2/2"]
     assert " | lr " in lines[0] and "samples/s | ETA " in lines[0] and lines[1].endswith("ETA 0m00s")
+    resume = ["--config", str(tmp_path / "c.yaml"), "--leaderboard", str(board), "--resume"]
+    again = CliRunner().invoke(app, resume)
+    assert again.exit_code == 0 and "run already complete" in again.output
+    assert len(Leaderboard(board).rows()) == len(rows)  # no duplicate rows
     bad = CliRunner().invoke(app, ["--config", str(tmp_path / "missing.yaml")])
     assert bad.exit_code == 2 and "missing.yaml: cannot read (No such file" in " ".join(
         bad.output.split()
