@@ -141,6 +141,8 @@ class IdfWeights:
         for key, value in raw.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
                 raise WorkbenchError(f"{path}: weight of {key!r} is not a finite number: {value!r}")
+            if value < 0:  # OpenSearch's rank_features refuse them; queries would only lose score
+                raise WorkbenchError(f"{path}: weight of {key!r} is negative: {value!r}")
             weights[index[key]] = value
         return cls(weights, tokenizer)
 

@@ -282,7 +282,9 @@ class Trainer:
 
     def _save(self, path: Path, kind: str) -> Path:
         """A complete checkpoint directory, the trainer state for resuming inside."""
-        idf = IdfWeights(self.idf_weights.detach().cpu().numpy(), self.tokenizer)
+        # relu: the query weights training used (a trainable idf may go negative); the raw values
+        # are in the trainer state for resuming
+        idf = IdfWeights(torch.relu(self.idf_weights.detach()).cpu().numpy(), self.tokenizer)
         manifest = self.manifest | {
             "training_config": self.config.model_dump(mode="json"),
             "config_hash": self.config.fingerprint(),

@@ -141,6 +141,7 @@ def test_idf_json_round_trip_and_errors(tmp_path: Path) -> None:
         ('{"레이어": 1.0, "zzz": 2.0}', "1 keys are not in the tokenizer's vocabulary \\('zzz'\\)"),
         ('{"레이어": NaN}', "weight of '레이어' is not a finite number"),
         ('{"레이어": "high"}', "weight of '레이어' is not a finite number"),
+        ('{"레이어": -0.5}', "weight of '레이어' is negative: -0.5"),
         ("[1, 2]", "expected a JSON object"),
         ("{broken", "cannot read idf weights"),
     ]:
