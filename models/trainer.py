@@ -322,9 +322,6 @@ class Trainer:
             trainer_state=state,
         )
 
-    def latest_checkpoint(self) -> Path | None:
-        return latest_checkpoint(self.config.output_dir)
-
     def resume_from(self, path: Path) -> None:
         """Restore model, optimizer, scheduler, RNG states and data position of a checkpoint."""
         state = load_trainer_state(path, map_location=self.device)
@@ -401,7 +398,7 @@ class Trainer:
 
     def _resume(self, allow_changes: Collection[str]) -> None:
         """Continue from the latest checkpoint: refuse a complete run and unallowed config changes."""
-        latest = self.latest_checkpoint()
+        latest = latest_checkpoint(self.config.output_dir)
         if latest is None:
             raise FileNotFoundError(f"{self.config.output_dir}: no checkpoint to resume from")
         manifest = read_manifest(latest)
