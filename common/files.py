@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -23,8 +24,8 @@ from common.errors import WorkbenchError
 __all__ = [
     "atomic_dir",
     "atomic_write",
-    "open_text",
     "read_jsonl",
+    "read_lines",
     "read_pair_scores",
     "read_qrels",
     "read_tsv",
@@ -35,35 +36,42 @@ __all__ = [
 ]
 
 
-def open_text(path: Path) -> IO[str]:
-    """Open a text file for reading, transparently decompressing `.gz`."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open(encoding="utf-8")
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (`.gz` decompressed); bytes that are not UTF-8 and
+    truncated or corrupt gzip data are errors naming the file and the line."""
+    line_no = 0
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise WorkbenchError(f"{path}:{line_no}: not UTF-8 text ({exc.reason})") from None
+                yield line_no, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise WorkbenchError(f"{path}: truncated or corrupt gzip data after line {line_no} ({exc})") from None
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line; malformed lines name file and line."""
-    with open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise WorkbenchError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise WorkbenchError(f"{path}:{line_no}: expected a JSON object")
-            yield line_no, obj
+    for line_no, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WorkbenchError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise WorkbenchError(f"{path}:{line_no}: expected a JSON object")
+        yield line_no, obj
 
 
 def read_tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) for each non-blank line of a tab- or space-separated file."""
-    with open_text(path) as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\n\r")
-            if line.strip():
-                yield line_no, line.split("\t") if "\t" in line else line.split()
+    for line_no, line in read_lines(path):
+        line = line.rstrip("\n\r")
+        if line.strip():
+            yield line_no, line.split("\t") if "\t" in line else line.split()
 
 
 def read_qrels(path: Path) -> list[tuple[int, str, str, int]]:

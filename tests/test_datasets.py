@@ -77,11 +77,42 @@ def test_gzip_files_and_trec_qrels_read_the_same(tiny_beir: Path, tmp_path: Path
         ("qrels/test.tsv", "query-id\tcorpus-id\tscore\nq1\td2\n", "test.tsv:2: expected 3 (BEIR) or 4"),
         ("qrels/test.tsv", "q1\td2\thigh\n", "test.tsv:1: relevance 'high' is not an integer"),
         ("qrels/test.tsv", "q1\td2\t1\nq1\td2\t1\n", "test.tsv:2: duplicate judgment"),
+        # ids a TREC run file could not hold (its fields are separated by white space)
+        (
+            "corpus.jsonl",
+            '{"_id": "d1", "text": "a"}\n{"_id": "d 2", "text": "b"}\n',
+            "corpus.jsonl:2: document id 'd 2'",
+        ),
+        ("queries.jsonl", '{"_id": "", "text": "a"}\n', "queries.jsonl:1: query id '' is empty"),
+        (
+            "queries.jsonl",
+            '{"_id": "q\\n1", "text": "a"}\n',
+            "queries.jsonl:1: query id 'q\\n1' is empty or contains",
+        ),
     ],
 )
 def test_malformed_files_name_file_and_line(tiny_beir: Path, file: str, content: str, message: str) -> None:
     (tiny_beir / file).write_text(content, encoding="utf-8")
     with pytest.raises(WorkbenchError, match=re.escape(message)):
+        load_beir(tiny_beir)
+
+
+@pytest.mark.parametrize("name", ["corpus.jsonl", "qrels/test.tsv"])
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tiny_beir: Path, name: str) -> None:
+    path = tiny_beir / name
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b"d", b"\xff", 1)  # Latin-1 where UTF-8 is expected
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(WorkbenchError, match=re.escape(f"{name.split('/')[-1]}:3: not UTF-8 text")):
+        load_beir(tiny_beir)
+
+
+def test_a_truncated_gzip_is_named(tiny_beir: Path) -> None:
+    corpus = tiny_beir / "corpus.jsonl"
+    packed = gzip.compress(corpus.read_bytes())
+    corpus.unlink()
+    (tiny_beir / "corpus.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(WorkbenchError, match=r"corpus\.jsonl\.gz: truncated or corrupt gzip data"):
         load_beir(tiny_beir)
 
 

@@ -79,6 +79,8 @@ def _read_by_id(path: Path, what: str, value: Callable[[dict[str, Any], int], T]
     records: dict[str, T] = {}
     for line, obj in read_jsonl(path):
         key = _string(obj, "_id", path, line, required=True)
+        if not key or any(char.isspace() for char in key):  # a TREC run file could not hold it
+            raise WorkbenchError(f"{path}:{line}: {what} id {key!r} is empty or contains white space")
         if key in records:
             raise WorkbenchError(f"{path}:{line}: duplicate {what} id {key!r}")
         records[key] = value(obj, line)
