@@ -39,7 +39,13 @@ def main(
     from common.provenance import git_revision
     from harness.console import console
     from harness.leaderboard import Leaderboard, default_path
-    from harness.training import build_examples, checkpoint_evaluator, progress_line, resolve_base_model
+    from harness.training import (
+        build_examples,
+        check_before_training,
+        checkpoint_evaluator,
+        progress_line,
+        resolve_base_model,
+    )
     from models.checkpoint import load_idf, load_masked_lm, read_manifest
     from models.config import TrainingConfig
     from models.idf import IdfWeights
@@ -48,6 +54,7 @@ def main(
     hf_logging.disable_progress_bar()
     try:
         cfg = TrainingConfig.from_yaml(config)
+        check_before_training(cfg, config)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
             if torch.cuda.is_available():

@@ -13,6 +13,7 @@ from common.errors import WorkbenchError
 from common.files import read_pair_scores
 from harness.console import console
 from harness.datasets import Dataset, load_dataset, resolve_dataset
+from harness.evaluation import validate_metrics
 from harness.registry import dataset_registry
 from harness.retrievers import resolve_retriever
 from harness.retrievers.splade import english_splade_dir, splade_spec
@@ -21,7 +22,14 @@ from harness.session import evaluate_report_record
 from models.config import TrainingConfig
 from models.trainer import Example
 
-__all__ = ["BASE_MODELS", "build_examples", "checkpoint_evaluator", "progress_line", "resolve_base_model"]
+__all__ = [
+    "BASE_MODELS",
+    "build_examples",
+    "check_before_training",
+    "checkpoint_evaluator",
+    "progress_line",
+    "resolve_base_model",
+]
 
 # named base models that work offline (a config's model.base may name one)
 BASE_MODELS: dict[str, Callable[[], str]] = {"splade-en-tiny": english_splade_dir}
@@ -30,6 +38,25 @@ BASE_MODELS: dict[str, Callable[[], str]] = {"splade-en-tiny": english_splade_di
 def resolve_base_model(base: str) -> str:
     """A named offline model's directory; anything else (directory or hub id) as given."""
     return BASE_MODELS[base]() if base in BASE_MODELS else base
+
+
+def check_before_training(config: TrainingConfig, source: Path) -> None:
+    """What the harness can check of a config before any work: the metric, the datasets, the
+    output folder. Errors name the config file and the key."""
+    try:
+        validate_metrics([config.eval.metric])
+    except WorkbenchError as exc:
+        raise WorkbenchError(f"{source}: eval.metric: {exc}") from None
+    registry = dataset_registry()
+    for key, names in (("data.train", config.data.train), ("eval.datasets", config.eval.datasets)):
+        for name in names:
+            try:
+                resolve_dataset(name, registry)
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"{source}: {key}: {exc}") from None
+    output = Path(config.output_dir)
+    if output.exists() and not output.is_dir():
+        raise WorkbenchError(f"{source}: output_dir: {output} exists and is not a directory")
 
 
 def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], dict[str, str]]:

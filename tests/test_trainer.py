@@ -401,3 +401,37 @@ def test_distillation_trains(tmp_path: Path) -> None:
     trainer.train()
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert record["distill"] > 0 and record["distill_weight"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"eval": {"metric": "ndcg@x"}}, "eval.metric: unknown metric 'ndcg@x'"),
+        ({"eval": {"datasets": ["no-such-set"]}}, "eval.datasets: unknown dataset 'no-such-set'"),
+        ({"output_dir": "FILE"}, "output_dir: "),
+    ],
+)
+def test_train_py_checks_the_config_before_any_work(
+    tiny_checkpoint: Path, tmp_path: Path, make_beir, change: dict, message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from train import app
+
+    data = make_beir(tmp_path / "data", dict(TINY_CORPUS), {"t1": "레이어"}, {"train": [("t1", "d1", 1)]})
+    (tmp_path / "a-file").write_text("not a folder")
+    config = {
+        "name": "early",
+        "output_dir": str(tmp_path / "out"),
+        "model": {"base": str(tiny_checkpoint)},
+        "data": {"train": [str(data)], "hard_negatives": 0},
+        "train": {"batch_size": 1, "max_steps": 1, "save_every": 1},
+        "eval": {"datasets": [str(data)]},
+    }
+    for key, value in change.items():
+        config[key] = (config[key] | value) if isinstance(value, dict) else str(tmp_path / "a-file")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    args = ["--config", str(tmp_path / "c.yaml"), "--leaderboard", str(tmp_path / "lb")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert "c.yaml" in result.output and not (tmp_path / "out").exists() and not (tmp_path / "lb").exists()
