@@ -192,6 +192,8 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
     """Build a directory under a temporary name; it appears at `path` only when complete.
 
     An existing `path` is an error, unless `replace`: then it is swapped for the new one at the end.
+    Every file and folder in it gets the permissions a plain create would have (some writers, such as
+    safetensors', create theirs private).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +202,9 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        for item in tmp.rglob("*"):
+            if not item.is_symlink():
+                _default_mode(item, 0o777 if item.is_dir() else 0o666)
         _default_mode(tmp, 0o777)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))

@@ -229,6 +229,8 @@ def test_saving_leaves_the_model_unchanged_and_replaces_whole(tmp_path: Path) ->
     save_checkpoint(out, model, tokenizer, idf, {"step": 2}, max_seq_length=64)
     assert read_manifest(out)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary folders left
+    modes = {p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert len(modes) == 1, modes  # every file of the folder alike (safetensors writes 0600 itself)
 
 
 def test_one_inference_length_for_harness_and_sentence_transformers(
