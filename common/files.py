@@ -112,11 +112,8 @@ def read_pair_scores(path: Path) -> list[tuple[int, str, str, float]]:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sha256_tree(root: Path, skip: Callable[[Path], bool] | None = None) -> str:

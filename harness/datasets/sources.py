@@ -5,7 +5,7 @@ once into a checked cache, then read and checked against their spec's counts and
 from __future__ import annotations
 
 import hashlib
-import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from common.errors import WorkbenchError
-from common.files import sha256_file
+from common.files import atomic_dir, sha256_file
 from common.paths import cache_dir
 from harness.datasets.beir import Dataset, load_beir
 from harness.datasets.spec import DatasetSpec
@@ -42,34 +42,40 @@ def _download(url: str, target: Path, what: str) -> None:
         raise WorkbenchError(f"{what}: download of {url} interrupted ({exc})") from None
 
 
+def _extract(archive: Path, subdir: str | None, out: Path, what: str) -> None:
+    """The members of `archive` under `subdir` (all without one) into `out`, paths relative to it."""
+    prefix = f"{subdir.strip('/')}/" if subdir else ""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+            if not members:
+                raise WorkbenchError(f"{what}: the archive has no folder {subdir!r}")
+            for member in members:
+                relative = Path(member.filename[len(prefix) :])
+                if relative.is_absolute() or ".." in relative.parts:
+                    raise WorkbenchError(f"{what}: unsafe path {member.filename!r} in the archive")
+                (out / relative).parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, (out / relative).open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    except zipfile.BadZipFile as exc:
+        raise WorkbenchError(f"{what}: not a zip archive ({exc})") from None
+
+
 def _fetch_beir_zip(spec: DatasetSpec, target: Path) -> None:
     source = spec.source
     assert source.url is not None  # checked by the Source validator
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        archive = Path(tmp) / "data.zip"
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        archive = Path(scratch) / "data.zip"
         _download(source.url, archive, f"dataset {spec.name!r} (cache path {target})")
         if source.sha256 and sha256_file(archive) != source.sha256:
             raise WorkbenchError(f"dataset {spec.name!r}: sha256 of {source.url} differs from the YAML")
         if source.md5:
-            digest = hashlib.md5(usedforsecurity=False)
             with archive.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != source.md5:
-                raise WorkbenchError(
-                    f"dataset {spec.name!r}: md5 of {source.url} is {digest.hexdigest()}, not {source.md5}"
-                )
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(Path(tmp) / "x")
-        except zipfile.BadZipFile as exc:
-            raise WorkbenchError(
-                f"dataset {spec.name!r}: {source.url} is not a zip archive ({exc})"
-            ) from None
-        inner = Path(tmp) / "x" / (source.subdir or "")
-        if not inner.is_dir():
-            raise WorkbenchError(f"dataset {spec.name!r}: the archive has no folder {source.subdir!r}")
-        os.replace(inner, target)
+                md5 = hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+            if md5 != source.md5:
+                raise WorkbenchError(f"dataset {spec.name!r}: md5 of {source.url} is {md5}, not {source.md5}")
+        with atomic_dir(target) as out:
+            _extract(archive, source.subdir, out, f"dataset {spec.name!r}: {source.url}")
 
 
 def _fetch_hf(spec: DatasetSpec, target: Path) -> None:
@@ -94,9 +100,8 @@ def _fetch_hf(spec: DatasetSpec, target: Path) -> None:
                 f"cache path {target}"
             ) from None
 
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        convert_hf_files(source.files, source.fields or {}, fetch, Path(tmp) / "beir")
-        os.replace(Path(tmp) / "beir", target)
+    with atomic_dir(target) as out:
+        convert_hf_files(source.files, source.fields or {}, fetch, out)
 
 
 def _materialise(spec: DatasetSpec) -> Path:
