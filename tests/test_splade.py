@@ -91,6 +91,62 @@ def test_batched_encoding_equals_reference_and_counts_truncation() -> None:
         )
 
 
+def _windows_by_full_tokenization(tokenizer, texts: list[str], max_length: int) -> tuple[list, int]:
+    """The peer: tokenize every text whole, keep its first window, count those with more."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True)
+    first: dict[int, list[int]] = {}
+    cut: set[int] = set()
+    for window, sample in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"], strict=True):
+        if sample in first:
+            cut.add(sample)
+        else:
+            first[sample] = window
+    return [first[i] for i in range(len(texts))], len(cut)
+
+
+@pytest.mark.parametrize("max_length", [6, 24, 64])
+def test_first_windows_equal_full_tokenization(max_length: int) -> None:
+    tokenizer = build_tiny_tokenizer()
+    rng = np.random.default_rng(max_length)
+    pieces = ["검색", "모델을", "the", "crop", "tools", "?", "  ", "\n", "\t", "x" * 120, "밝기조절"]
+    texts = [
+        " ".join(rng.choice(pieces, size=int(n))) + rng.choice(["", " ", "  x"])
+        for n in rng.integers(1, 300, size=120)
+    ]
+    texts += [" " * 500 + "검색 모델", "검색" + " " * 3000 + "모델", "x" * 5000 + " the"]
+    texts = [t for t in texts if t.strip()]
+    encoder = SpladeDocEncoder(build_tiny_mlm(len(tokenizer)), tokenizer, max_length=max_length)
+    ids, truncated = encoder._first_windows(texts)
+    expected_ids, expected_truncated = _windows_by_full_tokenization(tokenizer, texts, max_length)
+    assert ids == expected_ids
+    assert truncated == expected_truncated
+    assert 0 < truncated < len(texts)  # both kinds occur
+
+
+def test_a_huge_document_is_tokenized_only_as_far_as_its_window() -> None:
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_mlm(len(tokenizer), seed=1)
+    longest = []
+
+    class Recording:  # the tokenizer, noting the longest text it is given
+        def __call__(self, texts, **kwargs):
+            longest.append(max(map(len, texts)))
+            return tokenizer(texts, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+    text = "레이어 마스크 the crop tool removes borders . " * 20_000  # 0.9 M characters
+    encoder = SpladeDocEncoder(model, tokenizer, max_length=24)
+    encoder.tokenizer = Recording()
+    result = encoder.encode([text, "검색 모델"])
+    assert max(longest) <= 8 * 24
+    assert result.truncated == 1 and result.tokens == 24 + 4
+    np.testing.assert_allclose(
+        result.vectors[0].toarray()[0], _reference(model, tokenizer, text, 24), atol=1e-5
+    )
+
+
 def test_not_a_masked_lm_is_refused(tmp_path: Path) -> None:
     from transformers import BertConfig, BertModel
 
