@@ -111,7 +111,7 @@ def test_a_real_ctrl_c_mid_step_resumes_bit_identically(tmp_path: Path, times: i
     assert _same_weights(straight, resumed) == 0.0
     losses = [[json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
               for d in ("a", "b")]  # fmt: skip
-    assert losses[1][-(4 - saved_at):] == losses[0][saved_at:]  # the steps after the resume
+    assert losses[1][-(4 - saved_at) :] == losses[0][saved_at:]  # the steps after the resume
 
 
 def test_resume_of_a_complete_run_writes_nothing(tmp_path: Path) -> None:
@@ -274,9 +274,7 @@ def test_train_py_end_to_end(tiny_checkpoint: Path, tmp_path: Path, make_beir) -
     assert again.exit_code == 0 and "run already complete" in again.output
     assert len(Leaderboard(board).rows()) == len(rows)  # no duplicate rows
     bad = CliRunner().invoke(app, ["--config", str(tmp_path / "missing.yaml")])
-    assert bad.exit_code == 2 and "missing.yaml: cannot read (No such file" in " ".join(
-        bad.output.split()
-    )
+    assert bad.exit_code == 2 and "missing.yaml: cannot read (No such file" in " ".join(bad.output.split())
 
 
 def _first_step_gradients(trainer: Trainer) -> dict[str, torch.Tensor]:
