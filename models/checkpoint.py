@@ -198,18 +198,56 @@ def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(where)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{where}: cannot load the masked-LM or its tokenizer ({exc})") from None
-    return model, tokenizer
+    return model, compose_unicode(tokenizer)
+
+
+# Canonically equivalent spellings a tokenizer must read alike: Hangul syllables and their
+# conjoining jamo, precomposed Latin letters and combining accents, kana and combining voicing marks.
+_EQUIVALENCE_PROBES = ("한국어 검색 모델", "café Ångström", "がぱ")
+
+
+def compose_unicode(tokenizer: Any) -> Any:
+    """Make `tokenizer` read NFC and NFD text alike, by putting Unicode NFC first in its normalizer
+    where its own normalizer does not already give both forms the same output.
+
+    This is the one place text is normalised for the sparse models: the normalizer is part of
+    tokenizer.json, so a checkpoint saved from this tokenizer carries it to OpenSearch, whose
+    document encoding and query analysis read that file. A tokenizer that already agrees (BERT's
+    uncased normalizer decomposes both forms) is left as it is. Every load goes through here
+    because transformers rebuilds some tokenizers' normalizers from their arguments on reload.
+    """
+    import unicodedata
+
+    from tokenizers import normalizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow tokenizer: the encoder refuses it
+        return tokenizer
+    current = backend.normalizer
+
+    def normalized(text: str) -> str:
+        return current.normalize_str(text) if current is not None else text
+
+    if all(
+        normalized(unicodedata.normalize("NFD", p)) == normalized(unicodedata.normalize("NFC", p))
+        for p in _EQUIVALENCE_PROBES
+    ):
+        return tokenizer
+    backend.normalizer = normalizers.Sequence([normalizers.NFC()] + ([current] if current else []))
+    return tokenizer
 
 
 def load_tokenizer(name_or_path: str | Path) -> Any:
-    """The tokenizer of a model folder or hub id; a clear error where there is none."""
+    """The tokenizer of a model folder or hub id (reading NFC and NFD alike: `compose_unicode`);
+    a clear error where there is none."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(name_or_path))
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(f"{name_or_path}: cannot load a tokenizer ({reason})") from None
+    return compose_unicode(tokenizer)
 
 
 def load_encoder(

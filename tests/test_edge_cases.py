@@ -149,6 +149,62 @@ def test_analyzers_normalize_unicode() -> None:
     assert KiwiAnalyzer().analyze([decomposed]) == [["gimp", "이미지"]]
 
 
+def _nfd_corpus(make_beir, root: Path, form: str) -> Path:
+    from conftest import TINY_CORPUS, TINY_QRELS, TINY_QUERIES
+
+    def norm(text: str) -> str:
+        return unicodedata.normalize(form, text)
+
+    corpus = {d: (norm(title), norm(text)) for d, (title, text) in TINY_CORPUS.items()}
+    return make_beir(root, corpus, {q: norm(t) for q, t in TINY_QUERIES.items()}, TINY_QRELS)
+
+
+@pytest.mark.parametrize("name", ["splade-doc:tiny", "idf-only-xlmr", "e5-small-nano", "bm25-ko"])
+def test_nfd_and_nfc_text_score_alike(name: str, tiny_checkpoint: Path, tmp_path: Path, make_beir) -> None:
+    from conftest import TINY_QUERIES
+
+    from harness.retrievers import resolve_retriever
+
+    spec = resolve_retriever(f"splade-doc:{tiny_checkpoint}" if name == "splade-doc:tiny" else name)
+    scores = {}
+    for form in ("NFC", "NFD"):
+        retriever = spec.build()
+        retriever.index(load_beir(_nfd_corpus(make_beir, tmp_path / form, form)), use_cache=False)
+        for query_form in ("NFC", "NFD"):
+            queries = {q: unicodedata.normalize(query_form, t) for q, t in TINY_QUERIES.items()}
+            scores[form, query_form] = retriever.search(queries, k=5).to_dict()
+    reference = scores["NFC", "NFC"]
+    assert sum(map(len, reference.values())) >= 4  # Korean queries find documents
+    for other in scores.values():
+        assert other.keys() == reference.keys()
+        for qid in reference:
+            assert other[qid] == pytest.approx(reference[qid], rel=1e-5)
+
+
+def test_saved_tokenizer_json_composes_unicode_as_opensearch_reads_it(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from tokenizers import Tokenizer
+
+    from harness.retrievers.splade import english_splade_dir
+    from models.checkpoint import load_idf, load_masked_lm, load_tokenizer, save_checkpoint
+
+    text = "레이어 마스크를 추가하면 이미지의 일부를"
+    decomposed = unicodedata.normalize("NFD", text)
+    raw = Tokenizer.from_file(str(tiny_checkpoint / "tokenizer.json"))  # saved without NFC
+    assert raw.encode(decomposed).ids != raw.encode(text).ids
+    model, tokenizer = load_masked_lm(tiny_checkpoint)  # composes on load
+    assert tokenizer(decomposed)["input_ids"] == tokenizer(text)["input_ids"]
+    out = save_checkpoint(
+        tmp_path / "saved", model, tokenizer, load_idf(tiny_checkpoint, tokenizer), max_seq_length=64
+    )
+    raw = Tokenizer.from_file(str(out / "tokenizer.json"))  # as OpenSearch's engine reads the file
+    assert raw.encode(decomposed).ids == raw.encode(text).ids == tokenizer(text)["input_ids"]
+    # a tokenizer that already reads both forms alike keeps its normalizer untouched
+    english = load_tokenizer(english_splade_dir())
+    assert type(english.backend_tokenizer.normalizer).__name__ == "BertNormalizer"
+
+
 def test_query_ids_are_removed_only_where_the_spec_says(tmp_path: Path, make_beir) -> None:
     # ArguAna-like: query "a1" is itself document "a1"; its relevant document is "a2".
     corpus = {"a1": ("", "cats purr loudly"), "a2": ("", "cats purr"), "a3": ("", "dogs bark")}

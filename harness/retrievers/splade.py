@@ -83,7 +83,8 @@ class _SparseRetriever(Retriever):
         if self._version is None:
             from models.checkpoint import model_fingerprint
 
-            self._version = model_fingerprint(self.model_name)
+            # the loaded tokenizer reads NFC and NFD alike (models.checkpoint.compose_unicode)
+            self._version = f"{model_fingerprint(self.model_name)}:unicode-nfc"
         return self._version
 
     def _load_idf(self, dataset: Dataset, cache: Path | None) -> Any:
