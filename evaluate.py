@@ -52,7 +52,7 @@ def main(
     from rich.markup import escape
 
     from common.errors import WorkbenchError
-    from harness.console import console
+    from harness.console import console, user_errors
     from harness.datasets import resolve_dataset
     from harness.evaluation import DEFAULT_METRICS, STAT_TESTS, validate_metrics
     from harness.leaderboard import default_path
@@ -62,7 +62,7 @@ def main(
     from harness.runner import EvalConfig
     from harness.session import NotRecorded, evaluate_report_record
 
-    try:
+    with user_errors():
         if stat_test not in STAT_TESTS:
             raise WorkbenchError(f"unknown significance test {stat_test!r}; valid: {', '.join(STAT_TESTS)}")
         config = EvalConfig(
@@ -88,12 +88,13 @@ def main(
         out = output or Path("reports") / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
         board = leaderboard or default_path()
         # defaults run only where a retriever's languages cover the dataset's; named ones everywhere
-        result = evaluate_report_record(datasets, retrievers, config, out, board, match_languages=not model)
-    except WorkbenchError as exc:
-        if isinstance(exc, NotRecorded):  # the results exist: show them before the error
+        try:
+            result = evaluate_report_record(
+                datasets, retrievers, config, out, board, match_languages=not model
+            )
+        except NotRecorded as exc:  # the results exist: show them before the error
             console.print(console_table(exc.rows, config))
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
+            raise
     console.print(console_table(result.rows, config))
     console.print(efficiency_table(result.rows))
     console.print(f"report: {escape(str(out))}")
@@ -107,19 +108,14 @@ def main(
 def list_all() -> None:
     """List the registered retrievers and datasets."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    from common.errors import WorkbenchError
-    from harness.console import console
+    from harness.console import user_errors
     from harness.registry import dataset_registry
     from harness.retrievers import retriever_registry
 
-    try:
+    with user_errors():
         datasets = dataset_registry()
-    except WorkbenchError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
     out = Console()
     table = Table(title="Retrievers")
     for col in ("name", "family", "languages", "default", "description"):
@@ -165,11 +161,11 @@ def idf_command(
     from rich.table import Table
 
     from common.errors import WorkbenchError
-    from harness.console import console
+    from harness.console import console, user_errors
     from harness.datasets import load_dataset, resolve_dataset
     from harness.registry import dataset_registry
 
-    try:
+    with user_errors():
         if key_format not in ("string", "token_id"):
             raise WorkbenchError(f"--key-format must be string or token_id, not {key_format!r}")
         from models.checkpoint import idf_path, load_tokenizer, write_idf
@@ -183,9 +179,6 @@ def idf_command(
         data = load_dataset(spec)
         texts = [doc.full_text for doc in data.corpus.values()]
         write_idf(out, IdfWeights.from_corpus(texts, tokenizer), key_format=key_format)
-    except WorkbenchError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
     console.print(f"wrote {out} ({len(texts):,} documents of {spec.name})")
     if key_format == "string":
         queries = [q for split in spec.splits for q in data.split_queries(split).values()]
@@ -216,6 +209,9 @@ def leaderboard_command(
     split: Annotated[str | None, typer.Option(help="Only this split.")] = None,
     metric: Annotated[str, typer.Option(help="Rank by this metric.")] = "ndcg@10",
     limit: Annotated[int | None, typer.Option(min=1, help="Show the top N rows.")] = None,
+    repeats: Annotated[
+        bool, typer.Option("--repeats", help="Also show repeats (same model, data and code again).")
+    ] = False,
     db: Annotated[
         Path | None,
         typer.Option(
@@ -225,27 +221,20 @@ def leaderboard_command(
 ) -> None:
     """Rank every recorded evaluation (evaluate.py runs and training checkpoints) by a metric."""
     import os
-    import sqlite3
 
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from common.errors import WorkbenchError
-    from harness.console import console
+    from harness.console import console, user_errors
     from harness.leaderboard import Leaderboard, default_path, metric_names
 
     path = db or default_path()
     if not path.exists():
         console.print(f"no leaderboard at {escape(str(path))} yet: `python evaluate.py` records one")
         return
-    try:
-        with Leaderboard(path) as board:
-            ranked = board.ranking(dataset=dataset, split=split, metric=metric, limit=limit)
-    except (WorkbenchError, sqlite3.Error) as exc:
-        message = str(exc) if isinstance(exc, WorkbenchError) else f"{path}: {exc}"
-        console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    with user_errors(), Leaderboard(path, readonly=True) as board:
+        ranked = board.ranking(dataset=dataset, split=split, metric=metric, limit=limit, repeats=repeats)
     if not ranked:
         where = " and ".join(f"{k} {v}" for k, v in (("dataset", dataset), ("split", split)) if v)
         console.print(
@@ -256,10 +245,12 @@ def leaderboard_command(
     others = [m for m in metric_names(ranked) if m != metric][:3]
     table = Table(
         title=f"Leaderboard by {escape(metric)} ({escape(str(path))})",
-        caption="★: the best checkpoint of its training run on that dataset split",
+        caption="★: the best checkpoint of its training run on that dataset split; "
+        "×N: evaluated N more times with the same model, data and code (--repeats lists them)",
     )
-    for name in ("rank", "★", "model", "run/step", "dataset", "split", metric, *others, "created (UTC)"):
-        justify = "right" if name in {"rank", metric, *others} else "left"
+    columns = ("rank", "★", "model", "run/step", "dataset", "split", metric, *others, "×", "created (UTC)")
+    for name in columns:
+        justify = "right" if name in {"rank", metric, *others, "×"} else "left"
         style = "bold" if name == metric else None
         wrap = name in {"model", "run/step"}  # long checkpoint paths fold; figures never do
         table.add_column(escape(name), justify=justify, style=style, overflow="fold", no_wrap=not wrap)
@@ -270,6 +261,11 @@ def leaderboard_command(
             if row["checkpoint_kind"] not in (None, "step"):
                 run += f" ({row['checkpoint_kind']})"
         values = [row["metrics"].get(m) for m in (metric, *others)]
+        times = (
+            f"repeat of #{row['repeat_of']}"
+            if row["repeat_of"]
+            else (f"×{row['repeats']}" if row["repeats"] else "")
+        )
         table.add_row(
             str(rank),
             "★" if row["is_best_of_run"] else "",
@@ -278,12 +274,39 @@ def leaderboard_command(
             escape(row["dataset"]),
             escape(row["split"]),
             *("-" if v is None else f"{v:.4f}" for v in values),
+            times,
             row["created"][:19].replace("T", " "),
         )
     out = Console()
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = 160  # piped: wide enough for checkpoint paths, as the logs are
     out.print(table)
+
+
+@app.command("record")
+def record_command(
+    report: Annotated[Path, typer.Argument(help="A report folder that evaluate.py or training wrote.")],
+    leaderboard: Annotated[
+        Path | None,
+        typer.Option(
+            help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."
+        ),
+    ] = None,
+) -> None:
+    """Record a written report into the leaderboard (where recording failed when it was made)."""
+    from rich.markup import escape
+
+    from harness.console import console, user_errors
+    from harness.leaderboard import default_path
+    from harness.session import record_report
+
+    board = leaderboard or default_path()
+    with user_errors():
+        count = record_report(report, board)
+    plural = "" if count == 1 else "s"
+    console.print(
+        f"leaderboard: {count} row{plural} of {escape(str(report))} recorded in {escape(str(board))}"
+    )
 
 
 if __name__ == "__main__":

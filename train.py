@@ -28,6 +28,7 @@ def main(
     """Train, evaluating every checkpoint on the config's eval datasets into the leaderboard."""
     import os
     import random
+    import sqlite3
 
     import numpy as np
     import torch
@@ -37,7 +38,7 @@ def main(
 
     from common.errors import WorkbenchError
     from common.provenance import git_revision
-    from harness.console import console
+    from harness.console import console, describe_error, fail
     from harness.leaderboard import Leaderboard, default_path
     from harness.training import (
         build_examples,
@@ -103,9 +104,8 @@ def main(
     except RunComplete as exc:
         console.print(escape(str(exc)), soft_wrap=True)
         return
-    except (WorkbenchError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    except (WorkbenchError, ValueError, OSError, sqlite3.Error) as exc:  # bad input, environment
+        raise fail(describe_error(exc)) from None
     except NonFiniteError as exc:
         console.print(
             f"[red]stopped:[/] {escape(str(exc))}; the last good checkpoint is kept", soft_wrap=True

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -29,6 +30,7 @@ __all__ = [
     "read_pair_scores",
     "read_qrels",
     "read_tsv",
+    "safe_file_name",
     "sha256_file",
     "sha256_tree",
     "write_bytes",
@@ -109,6 +111,16 @@ def read_pair_scores(path: Path) -> list[tuple[int, str, str, float]]:
         except ValueError:
             raise WorkbenchError(f"{path}:{line}: score {fields[2]!r} is not a number") from None
     return rows
+
+
+def safe_file_name(name: str) -> str:
+    """`name` as one file name: kept where it is only letters, digits, `.`, `_`, `-`, `@` (not
+    starting with a dot); else those characters with `_` for the others, and a hash of the name so
+    that two names never share a file ("outputs/run/checkpoint-4" -> "outputs_run_checkpoint-4-1a2b3c4d")."""
+    if re.fullmatch(r"[\w@-][\w.@-]*", name) and len(name) <= 120:
+        return name
+    readable = re.sub(r"[^\w.@-]+", "_", name).strip("._")[-100:]
+    return f"{readable}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def sha256_file(path: Path) -> str:

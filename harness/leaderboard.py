@@ -3,8 +3,14 @@
 `python evaluate.py` records each evaluation here, and a training run records each checkpoint it
 evaluates, possibly at the same time. The database is opened in WAL mode with a busy timeout:
 readers never block writers, and a writer that finds the database locked by another one waits
-(up to `BUSY_TIMEOUT_S`) instead of failing, so concurrent processes lose nothing. All rows of
-one evaluation go in with one transaction, so a reader sees an evaluation whole or not at all.
+(up to `BUSY_TIMEOUT_S`, saying so) instead of failing, so concurrent processes lose nothing. All
+rows of one evaluation go in with one transaction, so a reader sees an evaluation whole or not at
+all. A reader opens the file read-only (`readonly=True`): a leaderboard in a folder it may not
+write to can still be read.
+
+An evaluation of the same model (`model_hash`), dataset split and checksum, with the same code
+(a clean git revision) and library versions as an earlier row is a repeat: `ranking` shows the
+first such row only, with the count of its repeats, unless asked for every row.
 
 JSON columns (metrics, stats, versions) hold strict JSON: non-finite floats are stored as null,
 so that SQLite's own `json_extract` can read them.
@@ -123,27 +129,50 @@ class Leaderboard:
     database that is not a leaderboard, or one of another schema version raises WorkbenchError.
     """
 
-    def __init__(self, path: Path | str, timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: Path | str, timeout_s: float = BUSY_TIMEOUT_S, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.timeout_s = timeout_s
         if self.path.is_dir():
             raise WorkbenchError(f"{self.path}: is a directory, not a leaderboard database")
+        if readonly and not self.path.is_file():
+            raise WorkbenchError(f"{self.path}: no leaderboard database there")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: no implicit transactions; record() opens its own
-            self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+            if readonly:
+                self._conn = _connect_readonly(self.path, timeout_s)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # isolation_level=None: no implicit transactions; record() opens its own
+                self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+                raise WorkbenchError(f"{self.path}: not a usable leaderboard database ({exc})") from None
             raise WorkbenchError(f"{self.path}: cannot open the leaderboard ({exc})") from None
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            self._open_schema()
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            if readonly:
+                self._check_schema()
+            else:
+                self._open_schema()
+                self._conn.execute("PRAGMA journal_mode = WAL")
         except WorkbenchError:
             self._conn.close()
             raise
         except sqlite3.DatabaseError as exc:
             self._conn.close()
+            if _is_readonly_error(exc):
+                raise WorkbenchError(
+                    f"{self.path}: the leaderboard cannot be written here ({exc}); record into another "
+                    "with --leaderboard or $WORKBENCH_LEADERBOARD"
+                ) from None
             raise WorkbenchError(f"{self.path}: not a usable leaderboard database ({exc})") from None
         self._conn.row_factory = sqlite3.Row
+
+    def _check_schema(self) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise WorkbenchError(
+                f"{self.path}: leaderboard schema version {version}, this code reads version {SCHEMA_VERSION}"
+            )
 
     def _open_schema(self) -> None:
         """Check the schema version; create the schema in a file that has none yet."""
@@ -254,9 +283,7 @@ class Leaderboard:
         ]
         if not values:
             return []
-        # IMMEDIATE takes the write lock at once (waiting under the busy timeout if another
-        # writer holds it), so the transaction never has to upgrade a read lock and fail
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._begin_writing()
         try:
             ids = [int(self._conn.execute(_INSERT, value).lastrowid or 0) for value in values]
             self._conn.execute("COMMIT")
@@ -265,6 +292,26 @@ class Leaderboard:
                 self._conn.execute("ROLLBACK")
             raise
         return ids
+
+    def _begin_writing(self) -> None:
+        """BEGIN IMMEDIATE: the write lock at once, so a transaction never has to upgrade a read
+        lock and fail. Where another process holds it, say so, then wait under the busy timeout."""
+        self._conn.execute(f"PRAGMA busy_timeout = {_FIRST_TRY_MS}")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+        from harness.console import console
+
+        console.log(
+            f"waiting for the leaderboard {self.path}: another process is writing to it "
+            f"(up to {self.timeout_s:.0f} s)"
+        )
+        self._conn.execute("BEGIN IMMEDIATE")
 
     # ------------------------------------------------------------------ reading
 
@@ -297,14 +344,17 @@ class Leaderboard:
         split: str | None = None,
         metric: str = "ndcg@10",
         limit: int | None = None,
+        repeats: bool = False,
     ) -> list[dict[str, Any]]:
         """Rows sorted by `metric`, best first (ties: earliest recorded first).
 
         Rows lacking the metric are left out. Each row has its columns decoded (metrics, stats
-        and versions as dicts) and `is_best_of_run`: whether it has the highest value of the
+        and versions as dicts), `is_best_of_run`: whether it has the highest value of the
         metric among the rows of the same training run, dataset and split (ties are all best;
-        always False outside a training run). An empty selection gives []; a metric that no
-        selected row has raises WorkbenchError listing the metrics present.
+        always False outside a training run), `repeat_of`: the id of the first row it repeats
+        (None for a first), and `repeats`: how many later rows repeat it. Repeats are left out
+        unless `repeats`. An empty selection gives []; a metric that no selected row has raises
+        WorkbenchError listing the metrics present.
         """
         if limit is not None and limit < 1:
             raise WorkbenchError(f"limit must be positive, not {limit}")
@@ -323,8 +373,54 @@ class Leaderboard:
         for r in scored:
             key = (r["run_id"], r["dataset"], r["split"])
             r["is_best_of_run"] = r["run_id"] is not None and r["metrics"][metric] == best[key]
+        first: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for r in scored:  # in id order
+            key = _repeat_key(r)
+            original = first.setdefault(key, r) if key is not None else r
+            r["repeat_of"] = original["id"] if original is not r else None
+            r["repeats"] = 0
+            if original is not r:
+                original["repeats"] += 1
+        if not repeats:
+            scored = [r for r in scored if r["repeat_of"] is None]
         scored.sort(key=lambda r: (-r["metrics"][metric], r["id"]))
         return scored[:limit] if limit is not None else scored
+
+
+_FIRST_TRY_MS = 100  # a writer tries this long before saying that it waits
+
+
+def _connect_readonly(path: Path, timeout_s: float) -> sqlite3.Connection:
+    """Read-only; a WAL database in a folder this process cannot write to (no -shm file can be
+    made) is read as immutable."""
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None)
+        conn.execute("PRAGMA user_version").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=timeout_s, isolation_level=None)
+
+
+def _is_readonly_error(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _repeat_key(row: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What makes two rows the same evaluation; None where the code is not known exactly."""
+    revision = row["git_revision"]
+    if row["model_hash"] is None or revision is None or revision.endswith("-dirty"):
+        return None
+    return (
+        row["model_hash"],
+        row["dataset"],
+        row["split"],
+        row["dataset_checksum"],
+        revision,
+        json.dumps(row["versions"], sort_keys=True),
+        tuple(sorted(row["metrics"])),
+    )
 
 
 def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:

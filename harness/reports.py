@@ -130,8 +130,10 @@ def results_document(
     warnings: Sequence[str],
     elapsed_s: float,
     provenance: dict[str, Any],
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What results.json holds; `provenance` is `common.provenance.provenance()`."""
+    """What results.json holds; `provenance` is `common.provenance.provenance()`, `run` the
+    training checkpoint the rows are recorded under on the leaderboard (None: an evaluate.py run)."""
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_revision": provenance["git_revision"],
@@ -145,6 +147,7 @@ def results_document(
         },
         "elapsed_s": elapsed_s,
         "warnings": list(warnings),
+        "run": run,
         "results": [row.to_json() for row in rows],
     }
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import WorkbenchError
+from common.files import safe_file_name
 from harness.console import console
 from harness.datasets import DatasetSpec, load_dataset
 from harness.evaluation import DEFAULT_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
@@ -133,7 +134,7 @@ def evaluate_all(
                 if dspec.remove_query_ids:
                     run = run.without_query_ids()
                 result = evaluate_run(data.qrels[split], run, config.metrics)
-                run_file = f"runs/{dspec.name}.{split}.{rspec.name}.trec.gz"
+                run_file = f"runs/{safe_file_name(f'{dspec.name}.{split}.{rspec.name}')}.trec.gz"
                 write_trec_run(run, out_dir / run_file, tag=rspec.name)
                 rows.append(
                     Row(

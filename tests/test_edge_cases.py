@@ -233,3 +233,21 @@ def test_gzip_writes_are_byte_identical_whatever_the_file_name(tmp_path: Path) -
     assert first == second and first[3] == 0  # FLG 0: no file name (nor temporary name) stored
     assert gzip.decompress(first).decode() == '{"_id": "d1", "text": "레이어"}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl.gz", "b.jsonl.gz"]  # no leftovers
+
+
+def test_run_files_never_nest_a_model_path(tiny_checkpoint: Path, tiny_beir: Path, tmp_path: Path) -> None:
+    from common.files import safe_file_name
+    from harness.datasets import resolve_dataset
+    from harness.retrievers import resolve_retriever
+
+    assert safe_file_name("gimp-ko.test.bm25-ko") == "gimp-ko.test.bm25-ko"
+    nested, other = safe_file_name("t.test./a/b/checkpoint-4"), safe_file_name("t.test./a_b/checkpoint-4")
+    assert "/" not in nested and nested.startswith("t.test._a_b_checkpoint-4-") and nested != other
+    assert safe_file_name("..") not in ("..", ".") and safe_file_name("x" * 300) != safe_file_name("x" * 301)
+    spec = resolve_retriever(str(tiny_checkpoint))  # named by its path
+    rows, _ = evaluate_all(
+        [resolve_dataset(str(tiny_beir), {})], [spec], EvalConfig(top_k=10), tmp_path / "r"
+    )
+    (row,) = rows
+    assert "/" in row.retriever and row.run_file.count("/") == 1  # runs/<one file>
+    assert [p.name for p in (tmp_path / "r" / "runs").iterdir()] == [Path(row.run_file).name]

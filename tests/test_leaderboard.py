@@ -315,3 +315,82 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     for r in rows:
         by_eval.setdefault((r["run_id"], r["step"]), []).append(r["id"])
     assert all(ids == list(range(ids[0], ids[0] + 3)) for ids in by_eval.values())
+
+
+def test_repeats_are_marked_and_hidden_by_default(tmp_path: Path) -> None:
+    path, report = tmp_path / "board.sqlite", tmp_path / "r"
+    same = {"git_revision": "abc123", "versions": {"ranx": "0.3.20"}}
+    with Leaderboard(path) as board:
+        first = board.record([make_row(metrics={"ndcg@10": 0.5})], report, **same)[0]
+        board.record([make_row(metrics={"ndcg@10": 0.5})], report, **same)  # the same again
+        board.record([make_row(metrics={"ndcg@10": 0.5})], report, **same, run_id="r", step=3)  # and again
+        other_code = board.record([make_row()], report, git_revision="def456", versions=same["versions"])[0]
+        dirty = {"git_revision": "abc123-dirty", "versions": same["versions"]}
+        dirty_ids = [board.record([make_row()], report, **dirty)[0] for _ in range(2)]
+        shown = board.ranking()
+        assert sorted(r["id"] for r in shown) == sorted([first, other_code, *dirty_ids])
+        assert next(r for r in shown if r["id"] == first)["repeats"] == 2
+        every = board.ranking(repeats=True)
+        assert len(every) == 6
+        assert [r["repeat_of"] for r in every if r["repeat_of"]] == [first, first]
+    result = runner.invoke(app, ["leaderboard", "--db", str(path)], terminal_width=200)
+    assert result.exit_code == 0 and result.output.count("gimp-ko") == 4 and "×2" in result.output
+    result = runner.invoke(app, ["leaderboard", "--db", str(path), "--repeats"], terminal_width=200)
+    assert result.output.count("gimp-ko") == 6 and result.output.count(f"repeat of #{first}") == 2
+
+
+def test_reading_opens_read_only_and_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "board.sqlite"
+    with Leaderboard(path) as board:
+        board.record([make_row()], tmp_path)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with Leaderboard(path, readonly=True) as board:
+        assert [r["model"] for r in board.ranking()] == ["bm25-ko"]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            board.record([make_row()], tmp_path)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and p.name in before}
+    assert after == before
+    with pytest.raises(WorkbenchError, match="no leaderboard database there"):
+        Leaderboard(tmp_path / "absent.sqlite", readonly=True)
+    assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_a_locked_leaderboard_says_that_it_waits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "board.sqlite"
+    Leaderboard(path).close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        with Leaderboard(path, timeout_s=0.3) as board:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                board.record([make_row()], tmp_path)
+            assert "waiting for the leaderboard" in " ".join(capsys.readouterr().err.split())
+            other.execute("COMMIT")
+            assert len(board.record([make_row()], tmp_path)) == 1
+            assert "waiting" not in capsys.readouterr().err
+
+
+def test_a_report_is_recorded_afterwards_where_recording_failed(tiny_beir: Path, tmp_path: Path) -> None:
+    out, board = tmp_path / "report", tmp_path / "board.sqlite"
+    args = ["--dataset", str(tiny_beir), "--model", "bm25-plain", "--output", str(out)]
+    result = runner.invoke(app, [*args, "--leaderboard", str(tmp_path)])  # a folder: not recordable
+    assert result.exit_code == 2
+    assert f"python evaluate.py record {out}" in " ".join(result.output.split())
+    result = runner.invoke(app, ["record", str(out), "--leaderboard", str(board)])
+    assert result.exit_code == 0, result.output
+    assert "1 row of" in result.output
+    doc = json.loads((out / "results.json").read_text())
+    with Leaderboard(board) as db:
+        (row,) = db.rows()
+        assert (
+            row["metrics"] == doc["results"][0]["metrics"]
+            and row["model_hash"] == doc["results"][0]["model_hash"]
+        )
+        assert row["per_query_path"] == str(out.resolve()) and row["git_revision"] == doc["git_revision"]
+    again = runner.invoke(app, ["record", str(out), "--leaderboard", str(board)])
+    assert again.exit_code == 2 and "already recorded" in again.output
+    missing = runner.invoke(app, ["record", str(tmp_path / "nothing"), "--leaderboard", str(board)])
+    assert missing.exit_code == 2 and "results.json: not found" in " ".join(missing.output.split())
+    with Leaderboard(board) as db:
+        assert db.count() == 1
