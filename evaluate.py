@@ -8,6 +8,10 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(add_completion=False, help="Score retrievers on BEIR and Korean retrieval sets.")
+BoardOption = Annotated[
+    Path | None,
+    typer.Option(help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."),
+]
 
 
 @app.callback(invoke_without_command=True)
@@ -36,12 +40,7 @@ def main(
     stat_test: Annotated[str, typer.Option(help="Significance test: student or fisher.")] = "student",
     max_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="p-value threshold.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the randomisation test.")] = 42,
-    leaderboard: Annotated[
-        Path | None,
-        typer.Option(
-            help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."
-        ),
-    ] = None,
+    leaderboard: BoardOption = None,
 ) -> None:
     """Without a sub-command: evaluate (default: the default retrievers on the embedded tasks)."""
     if ctx.invoked_subcommand is not None:
@@ -212,12 +211,7 @@ def leaderboard_command(
     repeats: Annotated[
         bool, typer.Option("--repeats", help="Also show repeats (same model, data and code again).")
     ] = False,
-    db: Annotated[
-        Path | None,
-        typer.Option(
-            help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."
-        ),
-    ] = None,
+    db: BoardOption = None,
 ) -> None:
     """Rank every recorded evaluation (evaluate.py runs and training checkpoints) by a metric."""
     import os
@@ -286,12 +280,7 @@ def leaderboard_command(
 @app.command("record")
 def record_command(
     report: Annotated[Path, typer.Argument(help="A report folder that evaluate.py or training wrote.")],
-    leaderboard: Annotated[
-        Path | None,
-        typer.Option(
-            help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."
-        ),
-    ] = None,
+    leaderboard: BoardOption = None,
 ) -> None:
     """Record a written report into the leaderboard (where recording failed when it was made)."""
     from rich.markup import escape
