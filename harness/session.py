@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import WorkbenchError
+from common.faults import fault_point
 from common.files import atomic_dir
 from common.provenance import provenance
 from harness.datasets import DatasetSpec
@@ -64,6 +65,7 @@ def evaluate_report_record(
         rows, warnings = evaluate_all(datasets, retrievers, config, tmp, match_languages=match_languages)
         document = results_document(rows, config, warnings, time.perf_counter() - started, origin, run)
         write_report(tmp, document, rows, config)
+    fault_point("evaluation-written")
     try:
         with Leaderboard(leaderboard) as board:
             ids = board.record(rows, report_dir, **origin, **(run or {}))

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 
 from common.errors import WorkbenchError
+from common.faults import fault_point
 from common.files import atomic_dir, sha256_tree, write_json
 from common.provenance import library_versions
 from models.encoder import ModelLoadError, SpladeDocEncoder
@@ -121,6 +122,7 @@ def save_checkpoint(
         write_sentence_transformers_files(tmp, max_seq_length=length)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
+        fault_point("checkpoint-saving")
     return out_dir
 
 

@@ -39,6 +39,7 @@ import torch
 import torch.distributed as dist
 
 from common.errors import WorkbenchError
+from common.faults import fault_point
 from models.checkpoint import (
     copy_model,
     has_trainer_state,
@@ -471,7 +472,7 @@ class Trainer:
         if resume:
             self._resume(allow_changes)
         saved: list[Path] = []
-        if cfg.eval_at_start and self.step == 0 and self.on_checkpoint is not None:
+        if cfg.eval_at_start and not resume and self.on_checkpoint is not None:  # resumed: done before
             saved.append(self._save_step("step"))
         started = time.perf_counter()
         self._last_saved = self.step
@@ -519,6 +520,7 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            fault_point(f"step-{self.step}")
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 seconds = max(time.perf_counter() - window_start, 1e-9)
                 self._write_metrics(
