@@ -26,6 +26,7 @@ import numpy as np
 import regex
 
 from common.files import atomic_write
+from harness.cache import read_cache
 from harness.console import track
 
 T = TypeVar("T")
@@ -465,7 +466,9 @@ def analyze_cached(
 ) -> list[list[str]]:
     """Analyze `texts`, reusing `cache_file` when present (keyed by the caller: analyzer + data)."""
     if cache_file is not None and cache_file.is_file():
-        return TokenizedCorpus.load(cache_file).to_tokens()
+        cached = read_cache(cache_file, lambda: TokenizedCorpus.load(cache_file).to_tokens())
+        if cached is not None:
+            return cached
     tokens = analyzer.analyze(texts, progress)
     if cache_file is not None:
         TokenizedCorpus.from_tokens(tokens).save(cache_file)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError
 
 from common.errors import WorkbenchError
 from common.faults import fault_point
@@ -168,9 +169,22 @@ def inference_length(name_or_path: str | Path) -> int:
     return value
 
 
+def _read_config_json(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ModelLoadError(f"{folder}: no config.json; not a Hugging Face checkpoint directory")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path}: not a JSON object")
+    return config
+
+
 def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
     """(model, fast tokenizer) of a masked-LM directory or Hugging Face id; clear errors otherwise."""
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForMaskedLM
 
     where = str(name_or_path)
     path = Path(where)
@@ -180,8 +194,8 @@ def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
     looks_local = path.is_absolute() or where.startswith((".", "~")) or where.count("/") > 1 or path.exists()
     if looks_local and not path.is_dir():
         raise ModelLoadError(f"{where}: checkpoint directory not found")
-    if looks_local and not (path / "config.json").is_file():
-        raise ModelLoadError(f"{where}: no config.json; not a Hugging Face checkpoint directory")
+    if looks_local:
+        _read_config_json(path)
     try:
         config = AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as exc:
@@ -197,10 +211,11 @@ def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
         )
     try:
         model = AutoModelForMaskedLM.from_pretrained(where)
-        tokenizer = AutoTokenizer.from_pretrained(where)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{where}: cannot load the masked-LM or its tokenizer ({exc})") from None
-    return model, compose_unicode(tokenizer)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # missing, truncated, corrupt
+        weights = path / "model.safetensors" if looks_local else where
+        raise ModelLoadError(f"{weights}: cannot load the masked-LM weights ({_first_line(exc)})") from None
+    tokenizer = load_tokenizer(where)
+    return model, tokenizer
 
 
 # Canonically equivalent spellings a tokenizer must read alike: Hangul syllables and their
@@ -244,12 +259,18 @@ def load_tokenizer(name_or_path: str | Path) -> Any:
     a clear error where there is none."""
     from transformers import AutoTokenizer
 
+    if Path(name_or_path).is_dir() and not (Path(name_or_path) / "tokenizer.json").is_file():
+        # without it transformers may build another tokenizer from vocabulary files, silently
+        raise ModelLoadError(f"{name_or_path}: no tokenizer.json (the tokenizer OpenSearch loads)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-    except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelLoadError(f"{name_or_path}: cannot load a tokenizer ({reason})") from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"{name_or_path}: cannot load a tokenizer ({_first_line(exc)})") from None
     return compose_unicode(tokenizer)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
 def load_encoder(
@@ -330,12 +351,9 @@ def model_fingerprint(model: str | Path) -> str:
 def model_kind(path: Path) -> Literal["masked-lm", "sentence-transformers"] | None:
     """What a model folder holds: a masked-LM (SPLADE-doc), a sentence-transformers model, or neither."""
     path = Path(path)
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        config = {}
-    if not isinstance(config, dict):
-        config = {}
+    if (path / MANIFEST_FILE).is_file():  # written by save_checkpoint: always a masked-LM
+        return "masked-lm"
+    config = _read_config_json(path) if (path / "config.json").is_file() else {}
     if any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or []):
         return "masked-lm"
     if (path / "modules.json").is_file():

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,3 +173,235 @@ def test_a_report_killed_before_recording_is_recorded_afterwards(tiny_beir: Path
     recorded = runner.invoke(evaluate.app, ["record", str(out), "--leaderboard", str(board)])
     assert recorded.exit_code == 0, recorded.output
     assert _leaderboard_steps(board) == [(None, None)]
+
+
+# --------------------------------------------------------------------------- bad input, environment
+
+
+def _data(root: Path) -> Path:
+    """A good BEIR folder to break."""
+    return write_beir(root / "data", dict(TINY_CORPUS), TRAIN_QUERIES, TRAIN_QRELS)
+
+
+def _model(root: Path, tiny_checkpoint: Path) -> Path:
+    """A copy of the tiny checkpoint to break."""
+    return Path(shutil.copytree(tiny_checkpoint, root / "model"))
+
+
+def _edit(path: Path, text: str | bytes) -> None:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _evaluate(root: Path, data: Path | str, model: Path | str = "bm25-plain", *extra: str) -> list[str]:
+    return ["--dataset", str(data), "--model", str(model), "--output", str(root / "report"),
+            "--leaderboard", str(root / "board.sqlite"), *extra]  # fmt: skip
+
+
+def _break_data(change: Callable[[Path], None]) -> Callable[[Path, Path], list[str]]:
+    def build(root: Path, tiny_checkpoint: Path) -> list[str]:
+        data = _data(root)
+        change(data)
+        return _evaluate(root, data, "bm25-plain", "--strict")
+
+    return build
+
+
+def _break_model(change: Callable[[Path], None]) -> Callable[[Path, Path], list[str]]:
+    def build(root: Path, tiny_checkpoint: Path) -> list[str]:
+        model = _model(root, tiny_checkpoint)
+        change(model)
+        return _evaluate(root, _data(root), model, "--no-cache")
+
+    return build
+
+
+def _lines(path: Path, *extra: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in extra)
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    build: Callable[[Path, Path], list[str]]  # (scratch folder, tiny checkpoint) -> arguments
+    code: int
+    message: str  # a fragment of the output (white space folded)
+    report_written: bool = False  # --output holds a complete report afterwards
+
+
+EVALUATE_FAULTS = {
+    "corpus missing": Fault("dataset", _break_data(lambda d: (d / "corpus.jsonl").unlink()), 2, "corpus"),
+    "queries line not JSON": Fault(
+        "dataset",
+        _break_data(lambda d: _lines(d / "queries.jsonl", "{oops")),
+        2,
+        "queries.jsonl:6: malformed JSON",
+    ),
+    "corpus bytes not UTF-8": Fault(
+        "dataset",
+        _break_data(
+            lambda d: _edit(d / "corpus.jsonl", (d / "corpus.jsonl").read_bytes() + b'{"_id": "\xff"}\n')
+        ),
+        2,
+        "corpus.jsonl:6: not UTF-8",
+    ),
+    "duplicate document id": Fault(
+        "dataset",
+        _break_data(lambda d: _lines(d / "corpus.jsonl", '{"_id": "d1", "text": "again"}')),
+        2,
+        "d1",
+    ),
+    "empty document id": Fault(
+        "dataset",
+        _break_data(lambda d: _lines(d / "corpus.jsonl", '{"_id": "", "text": "x"}')),
+        2,
+        "corpus.jsonl:6",
+    ),
+    "document id with a space": Fault(
+        "dataset",
+        _break_data(lambda d: _lines(d / "corpus.jsonl", '{"_id": "d 9", "text": "x"}')),
+        2,
+        "corpus.jsonl:6",
+    ),
+    "qrels name an unknown query (strict)": Fault(
+        "dataset", _break_data(lambda d: _lines(d / "qrels" / "test.tsv", "nope\td1\t1")), 2, "nope"
+    ),
+    "qrels missing": Fault("dataset", _break_data(lambda d: shutil.rmtree(d / "qrels")), 2, "qrels"),
+    "unknown dataset name": Fault(
+        "dataset", lambda root, ck: _evaluate(root, "no-such-set"), 2, "no-such-set"
+    ),
+    "model folder missing": Fault(
+        "model", lambda root, ck: _evaluate(root, _data(root), root / "absent"), 2, "absent"
+    ),
+    "config.json not JSON": Fault(
+        "model",
+        _break_model(lambda m: _edit(m / "config.json", "{not json")),
+        2,
+        "config.json: not a readable JSON",
+    ),
+    "config.json missing": Fault(
+        "model", _break_model(lambda m: (m / "config.json").unlink()), 2, "model: no config.json"
+    ),
+    "weights truncated": Fault(
+        "model",
+        _break_model(lambda m: _truncate(m / "model.safetensors")),
+        2,
+        "model.safetensors: cannot load the masked-LM weights",
+    ),
+    "weights random bytes": Fault(
+        "model",
+        _break_model(lambda m: _edit(m / "model.safetensors", os.urandom(4096))),
+        2,
+        "model.safetensors",
+    ),
+    "tokenizer.json missing": Fault(
+        "model", _break_model(lambda m: (m / "tokenizer.json").unlink()), 2, "no tokenizer.json"
+    ),
+    "idf.json missing": Fault(
+        "model", _break_model(lambda m: (m / "idf.json").unlink()), 2, "idf.json not found"
+    ),
+    "idf.json not JSON": Fault(
+        "model", _break_model(lambda m: _edit(m / "idf.json", "{oops")), 2, "idf.json"
+    ),
+    "idf weights negative": Fault(
+        "model", _break_model(lambda m: _edit(m / "idf.json", '{"레이어": -1.0}')), 2, "negative"
+    ),
+    "unknown retriever": Fault(
+        "model", lambda root, ck: _evaluate(root, _data(root), "no-such-model"), 2, "no-such-model"
+    ),
+    "output is a file": Fault(
+        "output", lambda root, ck: (_edit(root / "report", "x"), _evaluate(root, _data(root)))[1], 2, "report"
+    ),
+    "output inside a file": Fault(
+        "output",
+        lambda root, ck: (
+            _edit(root / "f", "x"),
+            [*_evaluate(root, _data(root))[:-4], "--output", str(root / "f" / "r")],
+        )[1],
+        2,
+        "f",
+    ),
+    "leaderboard is a folder": Fault(
+        "leaderboard",
+        lambda root, ck: [*_evaluate(root, _data(root))[:-2], "--leaderboard", str(root)],
+        2,
+        "not recorded in the leaderboard",
+        report_written=True,
+    ),
+    "leaderboard not SQLite": Fault(
+        "leaderboard",
+        lambda root, ck: (_edit(root / "board.sqlite", os.urandom(2048)), _evaluate(root, _data(root)))[1],
+        2,
+        "not a usable leaderboard database",
+        report_written=True,
+    ),
+    "unknown metric": Fault(
+        "option",
+        lambda root, ck: _evaluate(root, _data(root), "bm25-plain", "--metric", "ndgc@10"),
+        2,
+        "ndgc@10",
+    ),
+    "unknown significance test": Fault(
+        "option",
+        lambda root, ck: _evaluate(root, _data(root), "bm25-plain", "--stat-test", "magic"),
+        2,
+        "magic",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EVALUATE_FAULTS))
+def test_evaluate_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    case = EVALUATE_FAULTS[name]
+    args = case.build(tmp_path, tiny_checkpoint)
+    result = runner.invoke(evaluate.app, args)
+    output = " ".join(result.output.split())
+    assert result.exit_code == case.code, output
+    assert case.message in output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    report = Path(args[args.index("--output") + 1])
+    assert (report / "results.json").is_file() == case.report_written
+    assert not list(report.parent.glob(f".{report.name}*"))  # no hidden temporary folder left
+
+
+CACHE_FAULTS = {  # retriever, cached file (glob under the cache folder) to truncate
+    "analyzed corpus": ("bm25-plain", "analyzed/plain-*/*.npz"),  # read where no index is cached
+    "bm25 parameters": ("bm25-plain", "indexes/bm25-*/*/params.index.json"),
+    "bm25 postings": ("bm25-plain", "indexes/bm25-*/*/data.csc.index.npy"),
+    "bm25 vocabulary": ("bm25-plain", "indexes/bm25-*/*/vocab.index.json"),
+    "multi-field document list": ("bm25-multifield", "indexes/bm25-*/*/title/documents.npy"),
+    "splade document vectors": ("tiny", "indexes/splade-doc-*/*/documents.npz"),
+    "splade document figures": ("tiny", "indexes/splade-doc-*/*/documents.json"),
+}
+
+
+@pytest.mark.parametrize("name", list(CACHE_FAULTS))
+def test_a_damaged_cache_is_named_and_built_again(
+    name: str, tiny_checkpoint: Path, tmp_path: Path, private_cache: Path
+) -> None:
+    retriever, pattern = CACHE_FAULTS[name]
+    model = tiny_checkpoint if retriever == "tiny" else retriever
+    data = _data(tmp_path)
+    first = runner.invoke(evaluate.app, [*_evaluate(tmp_path / "a", data, model), "--json"])
+    assert first.exit_code == 0, first.output
+    (damaged,) = private_cache.glob(pattern)
+    _truncate(damaged)
+    if pattern.startswith("analyzed/"):
+        shutil.rmtree(private_cache / "indexes")
+    again = runner.invoke(evaluate.app, [*_evaluate(tmp_path / "b", data, model), "--json"])
+    output = " ".join(again.output.split())
+    assert again.exit_code == 0, output
+    assert "unreadable cache" in output
+    assert any(p.name in output for p in (damaged, damaged.parent, damaged.parent.parent))
+    results = [json.loads((tmp_path / d / "report" / "results.json").read_text())["results"] for d in "ab"]
+    assert [r["metrics"] for r in results[0]] == [r["metrics"] for r in results[1]]
+    third = runner.invoke(evaluate.app, _evaluate(tmp_path / "c", data, model))  # the rebuilt cache reads
+    assert third.exit_code == 0 and "unreadable cache" not in third.output

@@ -30,6 +30,7 @@ from harness.analyzers import (
     PlainAnalyzer,
     analyze_cached,
 )
+from harness.cache import read_cache
 from harness.datasets import Dataset
 from harness.ranking import Ranking
 from harness.retrievers.base import Retriever, RetrieverSpec
@@ -144,8 +145,9 @@ class BM25Retriever(Retriever):
         self._doc_ids = list(dataset.corpus)
         path = self.cache_path(dataset)
         if use_cache and (path / "params.index.json").is_file():
-            self._bm25 = bm25s.BM25.load(path)
-            return
+            self._bm25 = read_cache(path, lambda: bm25s.BM25.load(path))
+            if self._bm25 is not None:
+                return
         bm25 = self._new_index(self._analyze_field(dataset, "full_text", use_cache))
         if use_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,14 +218,21 @@ class LuceneBM25Retriever(BM25Retriever):
         self._doc_ids = list(dataset.corpus)
         path = self.cache_path(dataset)
         if use_cache and all((path / field / "documents.npy").is_file() for field in self.fields):
-            self._field_indexes = [
-                (
-                    np.load(path / field / "documents.npy"),
-                    bm25s.BM25.load(path / field) if (path / field / "params.index.json").is_file() else None,
-                )
-                for field in self.fields
-            ]
-            return
+            cached = read_cache(
+                path,
+                lambda: [
+                    (
+                        np.load(path / field / "documents.npy"),
+                        bm25s.BM25.load(path / field)
+                        if (path / field / "params.index.json").is_file()
+                        else None,
+                    )
+                    for field in self.fields
+                ],
+            )
+            if cached is not None:
+                self._field_indexes = cached
+                return
         self._field_indexes = []
         for field in self.fields:
             tokens = self._analyze_field(dataset, field, use_cache)

@@ -35,6 +35,7 @@ import numpy as np
 
 from common.errors import WorkbenchError
 from common.files import atomic_dir, sha256_file
+from harness.cache import read_cache
 from harness.console import console, track
 from harness.datasets import Dataset
 from harness.ranking import Ranking
@@ -153,11 +154,8 @@ class DenseRetriever(Retriever):
         file = path / MATRIX_FILE
         if not file.is_file():
             return None
-        try:
-            matrix = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            console.log(f"[yellow]{file}: unreadable cached embeddings ({exc}); re-encoding[/]")
-            shutil.rmtree(path, ignore_errors=True)
+        matrix = read_cache(path, lambda: np.load(file, allow_pickle=False))
+        if matrix is None:
             return None
         if matrix.dtype != np.float32 or matrix.ndim != 2 or matrix.shape[0] != rows:
             console.log(

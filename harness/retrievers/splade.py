@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from common.errors import WorkbenchError
 from common.files import atomic_write
+from harness.cache import read_cache
 from harness.console import track
 from harness.datasets import Dataset
 from harness.ranking import Ranking
@@ -112,9 +113,13 @@ class _SparseRetriever(Retriever):
         texts = [doc.full_text for doc in dataset.corpus.values()]
         vectors_file = cache / "documents.npz" if cache else None
         meta_file = cache / "documents.json" if cache else None
-        if vectors_file and meta_file and vectors_file.is_file() and meta_file.is_file():
-            vectors = sp.load_npz(vectors_file).tocsr()
-            meta = json.loads(meta_file.read_text())
+        cached = None
+        if cache and vectors_file and meta_file and vectors_file.is_file() and meta_file.is_file():
+            cached = read_cache(
+                cache, lambda: (sp.load_npz(vectors_file).tocsr(), json.loads(meta_file.read_text()))
+            )
+        if cached is not None:
+            vectors, meta = cached
         else:
             vectors, meta = self._encode_documents(texts)
             if vectors_file and meta_file:
