@@ -140,14 +140,16 @@ def copy_model(source: Path, target: Path) -> Path:
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of a checkpoint directory; {} for a model folder that has none."""
     manifest = Path(path) / MANIFEST_FILE
-    if not manifest.is_file():
-        return {}
+    return _json_object(manifest) if manifest.is_file() else {}
+
+
+def _json_object(path: Path) -> dict[str, Any]:
     try:
-        record = json.loads(manifest.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WorkbenchError(f"{manifest}: unreadable manifest ({exc})") from None
+        raise ModelLoadError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(record, dict):
-        raise WorkbenchError(f"{manifest}: expected a JSON object")
+        raise ModelLoadError(f"{path}: expected a JSON object")
     return record
 
 
@@ -173,13 +175,7 @@ def _read_config_json(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         raise ModelLoadError(f"{folder}: no config.json; not a Hugging Face checkpoint directory")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{path}: not a JSON object")
-    return config
+    return _json_object(path)
 
 
 def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:

@@ -405,3 +405,163 @@ def test_a_damaged_cache_is_named_and_built_again(
     assert [r["metrics"] for r in results[0]] == [r["metrics"] for r in results[1]]
     third = runner.invoke(evaluate.app, _evaluate(tmp_path / "c", data, model))  # the rebuilt cache reads
     assert third.exit_code == 0 and "unreadable cache" not in third.output
+
+
+def _train_config(edit: Callable[[dict, Path, Path], None]) -> Callable[[Path, Path], list[str]]:
+    """train.py arguments for the good config of the interruption cases, edited."""
+
+    def build(root: Path, tiny_checkpoint: Path) -> list[str]:
+        path = _training_config(root, tiny_checkpoint, _data(root))
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        edit(config, root, tiny_checkpoint)
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        return ["--config", str(path), "--leaderboard", str(root / "board.sqlite")]
+
+    return build
+
+
+def _set(key: str, value: object) -> Callable[[dict, Path, Path], None]:
+    """Set `key` (dotted) to `value`, or to `value(scratch folder, tiny checkpoint)`."""
+
+    def edit(config: dict, root: Path, tiny_checkpoint: Path) -> None:
+        *parents, last = key.split(".")
+        node = config
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value(root, tiny_checkpoint) if callable(value) else value
+
+    return edit
+
+
+def _unchanged(config: dict, root: Path, tiny_checkpoint: Path) -> None:
+    pass
+
+
+TRAIN_FAULTS = {
+    "config file missing": Fault(
+        "config", lambda root, ck: ["--config", str(root / "none.yaml")], 2, "none.yaml"
+    ),
+    "config not YAML": Fault(
+        "config",
+        lambda root, ck: (_edit(root / "c.yaml", "name: [oops"), ["--config", str(root / "c.yaml")])[1],
+        2,
+        "c.yaml",
+    ),
+    "unknown key": Fault("config", _train_config(_set("train.max_stpes", 3)), 2, "train.max_stpes"),
+    "wrong type": Fault("config", _train_config(_set("train.batch_size", "many")), 2, "train.batch_size"),
+    "invalid metric": Fault("config", _train_config(_set("eval.metric", "ndgc@10")), 2, "eval.metric"),
+    "unknown eval dataset": Fault(
+        "config", _train_config(_set("eval.datasets", ["no-such-set"])), 2, "no-such-set"
+    ),
+    "unknown training dataset": Fault(
+        "config", _train_config(_set("data.train", ["no-such-set"])), 2, "data.train"
+    ),
+    "output_dir is a file": Fault(
+        "config",
+        _train_config(_set("output_dir", lambda root, ck: (_edit(root / "f", "x"), str(root / "f"))[1])),
+        2,
+        "output_dir",
+    ),
+    "base model missing": Fault(
+        "model", _train_config(_set("model.base", lambda root, ck: str(root / "absent"))), 2, "absent"
+    ),
+    "base weights truncated": Fault(
+        "model",
+        _train_config(
+            _set(
+                "model.base",
+                lambda root, ck: (_truncate((m := _model(root, ck)) / "model.safetensors"), str(m))[1],
+            )
+        ),
+        2,
+        "model.safetensors",
+    ),
+    "idf file missing": Fault(
+        "model", _train_config(_set("model.idf", lambda root, ck: str(root / "idf.json"))), 2, "idf.json"
+    ),
+    "leaderboard not SQLite": Fault(
+        "leaderboard",
+        lambda root, ck: (
+            _edit(root / "board.sqlite", os.urandom(2048)),
+            _train_config(_unchanged)(root, ck),
+        )[1],
+        2,
+        "not a usable leaderboard database",
+    ),
+    "resume with nothing to resume": Fault(
+        "resume",
+        lambda root, ck: [*_train_config(_unchanged)(root, ck), "--resume"],
+        2,
+        "no checkpoint to resume from",
+    ),
+    "unsafe change allowed": Fault(
+        "resume",
+        lambda root, ck: [
+            *_train_config(_unchanged)(root, ck),
+            "--resume",
+            "--allow-change",
+            "loss.temperature",
+        ],
+        2,
+        "loss.temperature",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(TRAIN_FAULTS))
+def test_train_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    case = TRAIN_FAULTS[name]
+    args = case.build(tmp_path, tiny_checkpoint)
+    result = runner.invoke(train.app, args)
+    output = " ".join(result.output.split())
+    assert result.exit_code == case.code, output
+    assert case.message in output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert not list(tmp_path.glob("out/checkpoints/*")) and not (tmp_path / "out" / "final_model").exists()
+
+
+LEADERBOARD_FAULTS = {  # `evaluate.py leaderboard` and `record`, which only read or add
+    "reading a file that is not SQLite": Fault(
+        "leaderboard",
+        lambda root, ck: (
+            _edit(root / "b.sqlite", os.urandom(2048)),
+            ["leaderboard", "--db", str(root / "b.sqlite")],
+        )[1],
+        2,
+        "not a usable leaderboard database",
+    ),
+    "reading a folder": Fault(
+        "leaderboard", lambda root, ck: ["leaderboard", "--db", str(root)], 2, "is a directory"
+    ),
+    "ranking by a metric nobody has": Fault(
+        "leaderboard",
+        lambda root, ck: (
+            runner.invoke(evaluate.app, _evaluate(root, _data(root))),
+            ["leaderboard", "--db", str(root / "board.sqlite"), "--metric", "map@7"],
+        )[1],
+        2,
+        "metrics present:",
+    ),
+    "recording a folder that is no report": Fault(
+        "leaderboard",
+        lambda root, ck: ["record", str(root), "--leaderboard", str(root / "b.sqlite")],
+        2,
+        "results.json",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(LEADERBOARD_FAULTS))
+def test_leaderboard_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    case = LEADERBOARD_FAULTS[name]
+    args = case.build(tmp_path, tiny_checkpoint)
+
+    def files() -> list[str]:  # SQLite's own -wal and -shm files aside
+        return sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm")))
+
+    before = files()
+    result = runner.invoke(evaluate.app, args)
+    output = " ".join(result.output.split())
+    assert result.exit_code == case.code and case.message in output, output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    assert files() == before  # nothing written
