@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 from conftest import TINY_CORPUS, write_beir
 from safetensors.torch import load_file
@@ -237,6 +238,15 @@ class Fault:
     report_written: bool = False  # --output holds a complete report afterwards
 
 
+def _check_fails_cleanly(app: typer.Typer, args: list[str], case: Fault) -> None:
+    """The command ends with the case's exit code and message, in a line, not a traceback."""
+    result = runner.invoke(app, args)
+    output = " ".join(result.output.split())
+    assert result.exit_code == case.code, output
+    assert case.message in output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 EVALUATE_FAULTS = {
     "corpus missing": Fault("dataset", _break_data(lambda d: (d / "corpus.jsonl").unlink()), 2, "corpus"),
     "queries line not JSON": Fault(
@@ -362,11 +372,7 @@ EVALUATE_FAULTS = {
 def test_evaluate_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
     case = EVALUATE_FAULTS[name]
     args = case.build(tmp_path, tiny_checkpoint)
-    result = runner.invoke(evaluate.app, args)
-    output = " ".join(result.output.split())
-    assert result.exit_code == case.code, output
-    assert case.message in output
-    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    _check_fails_cleanly(evaluate.app, args, case)
     report = Path(args[args.index("--output") + 1])
     assert (report / "results.json").is_file() == case.report_written
     assert not list(report.parent.glob(f".{report.name}*"))  # no hidden temporary folder left
@@ -511,12 +517,7 @@ TRAIN_FAULTS = {
 @pytest.mark.parametrize("name", list(TRAIN_FAULTS))
 def test_train_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
     case = TRAIN_FAULTS[name]
-    args = case.build(tmp_path, tiny_checkpoint)
-    result = runner.invoke(train.app, args)
-    output = " ".join(result.output.split())
-    assert result.exit_code == case.code, output
-    assert case.message in output
-    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    _check_fails_cleanly(train.app, case.build(tmp_path, tiny_checkpoint), case)
     assert not list(tmp_path.glob("out/checkpoints/*")) and not (tmp_path / "out" / "final_model").exists()
 
 
@@ -560,8 +561,5 @@ def test_leaderboard_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) ->
         return sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm")))
 
     before = files()
-    result = runner.invoke(evaluate.app, args)
-    output = " ".join(result.output.split())
-    assert result.exit_code == case.code and case.message in output, output
-    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    _check_fails_cleanly(evaluate.app, args, case)
     assert files() == before  # nothing written
