@@ -11,9 +11,11 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from common.errors import WorkbenchError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "atomic_dir",
@@ -30,6 +34,7 @@ __all__ = [
     "read_pair_scores",
     "read_qrels",
     "read_tsv",
+    "remove_leftovers",
     "safe_file_name",
     "sha256_file",
     "sha256_tree",
@@ -146,6 +151,50 @@ def sha256_tree(root: Path, skip: Callable[[Path], bool] | None = None) -> str:
     return digest.hexdigest()
 
 
+def _owner_tag() -> str:
+    """Who builds a temporary file: host and process, so that a leftover of a dead one is known."""
+    host = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _temporary_name_prefix(target: Path) -> str:
+    return f".{target.name}.{_owner_tag()}."
+
+
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]*\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the temporary files and folders in `folder` that a killed writer of this host left
+    (of the target `name` only, where given); those of live processes are kept. Returns the removed."""
+    host = _owner_tag().rsplit("-", 1)[0]
+    removed = []
+    pattern = f".{name}.*.tmp" if name is not None else ".*.tmp"
+    for item in sorted(Path(folder).glob(pattern)) if Path(folder).is_dir() else []:
+        match = _LEFTOVER.match(item.name)
+        if match is None or match["host"] != host or _alive(int(match["pid"])):
+            continue
+        if name is not None and match["name"] != name:
+            continue
+        logger.warning("%s: removing what a killed run left half-written", item)
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+        removed.append(item)
+    return removed
+
+
 def _default_mode(path: Path, base: int) -> None:
     """Give a temporary file or folder the permissions a plain create would have (umask)."""
     umask = os.umask(0)
@@ -162,7 +211,8 @@ def atomic_write(path: Path, mode: str = "w", compresslevel: int = 1) -> Iterato
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_leftovers(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_name_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -202,13 +252,14 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
 
     An existing `path` is an error, unless `replace`: then it is swapped for the new one at the end.
     Every file and folder in it gets the permissions a plain create would have (some writers, such as
-    safetensors', create theirs private).
+    safetensors', create theirs private). What killed runs left half-built beside it goes first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent)
     if path.exists() and not replace:
         raise WorkbenchError(f"{path}: output directory already exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_name_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         for item in tmp.rglob("*"):
@@ -216,6 +267,7 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
                 _default_mode(item, 0o777 if item.is_dir() else 0o666)
         _default_mode(tmp, 0o777)
         if path.exists():
+            # not named as a leftover: between the two renames below it holds the only copy
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / "previous")
             os.replace(tmp, path)

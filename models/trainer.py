@@ -40,6 +40,7 @@ import torch.distributed as dist
 
 from common.errors import WorkbenchError
 from common.faults import fault_point
+from common.files import remove_leftovers
 from models.checkpoint import (
     copy_model,
     has_trainer_state,
@@ -390,13 +391,6 @@ class Trainer:
                 logger.warning("%s: its evaluation did not finish; evaluating it now", path)
                 self._after_save(path, int(manifest["step"]), manifest["kind"])
 
-    def _remove_leftovers(self) -> None:
-        """Hidden folders of checkpoints whose saving was cut short: never complete, never resumed."""
-        root = Path(self.config.output_dir) / "checkpoints"
-        for leftover in sorted(root.glob(".step-*")) if root.is_dir() else []:
-            logger.warning("%s: removing an incomplete checkpoint (its saving was cut short)", leftover)
-            shutil.rmtree(leftover, ignore_errors=True)
-
     def _resume(self, allow_changes: Collection[str]) -> None:
         """Continue from the latest checkpoint: refuse a complete run and unallowed config changes."""
         latest = latest_checkpoint(self.config.output_dir)
@@ -467,8 +461,8 @@ class Trainer:
                 f"cannot allow {', '.join(unsafe)} to change on resume; safe: {sorted(RESUME_SAFE_KEYS)}"
             )
         Path(self.config.output_dir).mkdir(parents=True, exist_ok=True)
-        if self.rank == 0:
-            self._remove_leftovers()
+        if self.rank == 0:  # hidden folders of checkpoints whose saving a kill cut short
+            remove_leftovers(Path(self.config.output_dir) / "checkpoints")
         if resume:
             self._resume(allow_changes)
         saved: list[Path] = []

@@ -154,7 +154,7 @@ def test_an_evaluation_cut_short_is_redone_on_resume_and_best_spans_the_run(tmp_
 
     with pytest.raises(Killed):
         _trainer(_config(tmp_path), on_checkpoint=dies_at_2).train()
-    (tmp_path / "checkpoints" / ".step-0000009.abc.tmp").mkdir()  # a save cut short, hidden
+    killed_while_saving(tmp_path / "checkpoints" / "step-0000009")  # a hidden, incomplete folder
     seen = []
     evaluate = lambda path, step, kind: seen.append(step) or {"ndcg@10": scores[step]}  # noqa: E731
     result = _trainer(_config(tmp_path), on_checkpoint=evaluate).train(resume=True)
@@ -164,6 +164,42 @@ def test_an_evaluation_cut_short_is_redone_on_resume_and_best_spans_the_run(tmp_
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
     logged = [json.loads(x)["step"] for x in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
     assert logged == [0, 2, 4]
+
+
+def killed_while_saving(folder: Path) -> Path:
+    """The hidden folder that a process killed while building `folder` with atomic_dir leaves."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys; from pathlib import Path; from common.files import atomic_dir\n"
+        "with atomic_dir(Path(sys.argv[1])) as tmp:\n"
+        "    (tmp / 'model.safetensors').write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], cwd=root, env=os.environ | {"PYTHONPATH": str(root)}
+    )
+    assert done.returncode == -signal.SIGKILL
+    (leftover,) = folder.parent.glob(f".{folder.name}.*.tmp")
+    return leftover
+
+
+def test_atomic_dir_removes_what_killed_writers_left(tmp_path: Path) -> None:
+    from common.files import atomic_dir, remove_leftovers
+
+    leftover = killed_while_saving(tmp_path / "report")
+    host = leftover.name.split(".")[2].rsplit("-", 1)[0]  # .report.<host>-<pid>.<random>.tmp
+    live = tmp_path / f".other.{host}-{os.getpid()}.x.tmp"
+    live.mkdir()  # a folder being built by a live process (this one) is kept
+    strange = tmp_path / ".notes.tmp"
+    strange.mkdir()  # not a name this code makes: kept
+    assert remove_leftovers(tmp_path, "elsewhere") == [] and leftover.exists()
+    with atomic_dir(tmp_path / "report") as tmp:
+        (tmp / "results.json").write_text("{}")
+    assert not leftover.exists() and live.exists() and strange.exists()
+    assert (tmp_path / "report" / "results.json").is_file()
 
 
 def test_checkpoints_best_and_final_models(tmp_path: Path) -> None:
