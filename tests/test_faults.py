@@ -339,6 +339,16 @@ EVALUATE_FAULTS = {
         2,
         "f",
     ),
+    "cache location is a file": Fault(
+        "output",
+        lambda root, ck: (
+            _edit(root / "cache", "x"),
+            os.environ.update(WORKBENCH_CACHE=str(root / "cache")),  # conftest's monkeypatch restores it
+            _evaluate(root, _data(root)),
+        )[2],
+        2,
+        "$WORKBENCH_CACHE is a file, not a folder",
+    ),
     "leaderboard is a folder": Fault(
         "leaderboard",
         lambda root, ck: [*_evaluate(root, _data(root))[:-2], "--leaderboard", str(root)],
