@@ -17,7 +17,5 @@ def cache_dir() -> Path:
     path = Path(env).expanduser() if env else Path.home() / ".cache" / "ko-splade-workbench"
     if path.exists() and not path.is_dir():
         where = "$WORKBENCH_CACHE" if env else "the default cache location"
-        raise WorkbenchError(
-            f"{path}: {where} is a file, not a folder; set WORKBENCH_CACHE to a folder"
-        )
+        raise WorkbenchError(f"{path}: {where} is a file, not a folder; set WORKBENCH_CACHE to a folder")
     return path

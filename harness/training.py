@@ -40,9 +40,10 @@ def resolve_base_model(base: str) -> str:
     return BASE_MODELS[base]() if base in BASE_MODELS else base
 
 
-def check_before_training(config: TrainingConfig, source: Path) -> None:
+def check_before_training(config: TrainingConfig, source: Path, resume: bool = False) -> None:
     """What the harness can check of a config before any work: the metric, the datasets, the
-    output folder. Errors name the config file and the key."""
+    negatives retriever, the output folder (a run already there is continued only with `resume`,
+    never trained over). Errors name the config file and the key."""
     try:
         validate_metrics([config.eval.metric])
     except WorkbenchError as exc:
@@ -54,9 +55,19 @@ def check_before_training(config: TrainingConfig, source: Path) -> None:
                 resolve_dataset(name, registry)
             except WorkbenchError as exc:
                 raise WorkbenchError(f"{source}: {key}: {exc}") from None
+    try:
+        resolve_retriever(config.data.negatives_retriever)
+    except WorkbenchError as exc:
+        raise WorkbenchError(f"{source}: data.negatives_retriever: {exc}") from None
     output = Path(config.output_dir)
     if output.exists() and not output.is_dir():
         raise WorkbenchError(f"{source}: output_dir: {output} exists and is not a directory")
+    earlier = [output / "checkpoints", output / "evaluations.jsonl", output / "final_model"]
+    if not resume and any(p.exists() for p in earlier):
+        raise WorkbenchError(
+            f"{source}: output_dir: {output} holds a run already; continue it with --resume, "
+            "or choose another output_dir"
+        )
 
 
 def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], dict[str, str]]:

@@ -396,6 +396,7 @@ CACHE_FAULTS = {  # retriever, cached file (glob under the cache folder) to trun
     "multi-field document list": ("bm25-multifield", "indexes/bm25-*/*/title/documents.npy"),
     "splade document vectors": ("tiny", "indexes/splade-doc-*/*/documents.npz"),
     "splade document figures": ("tiny", "indexes/splade-doc-*/*/documents.json"),
+    "corpus idf weights": ("idf-only-en", "indexes/idf-only-*/*/idf.json"),
 }
 
 
@@ -503,6 +504,20 @@ TRAIN_FAULTS = {
         )[1],
         2,
         "not a usable leaderboard database",
+    ),
+    "unknown negatives retriever": Fault(
+        "config", _train_config(_set("data.negatives_retriever", "nosuch")), 2, "data.negatives_retriever"
+    ),
+    "a run already in output_dir, no --resume": Fault(
+        "resume",
+        _train_config(
+            _set(
+                "output_dir",
+                lambda root, ck: ((root / "run" / "checkpoints").mkdir(parents=True), str(root / "run"))[1],
+            )
+        ),
+        2,
+        "holds a run already; continue it with --resume",
     ),
     "resume with nothing to resume": Fault(
         "resume",

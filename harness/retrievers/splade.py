@@ -103,9 +103,14 @@ class _SparseRetriever(Retriever):
                     )
             else:
                 path = (cache or Path(scratch)) / "idf.json"
-                if not path.is_file():
-                    texts = [doc.full_text for doc in dataset.corpus.values()]
-                    IdfWeights.from_corpus(texts, self.tokenizer).to_json(path, key_format=self.query_keys)
+                if path.is_file():  # cached: a damaged one is named and computed again
+                    cached = read_cache(
+                        path, lambda: IdfWeights.from_json(path, self.tokenizer, key_format=self.query_keys)
+                    )
+                    if cached is not None:
+                        return cached
+                texts = [doc.full_text for doc in dataset.corpus.values()]
+                IdfWeights.from_corpus(texts, self.tokenizer).to_json(path, key_format=self.query_keys)
             return IdfWeights.from_json(path, self.tokenizer, key_format=self.query_keys)
 
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:
