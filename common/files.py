@@ -151,10 +151,13 @@ def sha256_tree(root: Path, skip: Callable[[Path], bool] | None = None) -> str:
     return digest.hexdigest()
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
 def _owner_tag() -> str:
     """Who builds a temporary file: host and process, so that a leftover of a dead one is known."""
-    host = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
-    return f"{host}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def _temporary_name_prefix(target: Path) -> str:
@@ -177,7 +180,7 @@ def _alive(pid: int) -> bool:
 def remove_leftovers(folder: Path, name: str | None = None) -> list[Path]:
     """Remove the temporary files and folders in `folder` that a killed writer of this host left
     (of the target `name` only, where given); those of live processes are kept. Returns the removed."""
-    host = _owner_tag().rsplit("-", 1)[0]
+    host = _host()
     removed = []
     pattern = f".{name}.*.tmp" if name is not None else ".*.tmp"
     for item in sorted(Path(folder).glob(pattern)) if Path(folder).is_dir() else []:

@@ -195,7 +195,7 @@ def load_masked_lm(name_or_path: str | Path) -> tuple[Any, Any]:
     try:
         config = AutoConfig.from_pretrained(where)
     except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:200]
+        reason = _first_line(exc)
         raise ModelLoadError(
             f"{where}: cannot load the model config ({reason}). A Hugging Face id needs the hub "
             "(unreachable offline); a local checkpoint directory always works"
