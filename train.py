@@ -55,7 +55,7 @@ def main(
     hf_logging.disable_progress_bar()
     try:
         cfg = TrainingConfig.from_yaml(config)
-        check_before_training(cfg, config, resume=resume)
+        check_before_training(cfg, config, resume=resume, allow_changes=allow_change or ())
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
             if torch.cuda.is_available():

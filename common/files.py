@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "atomic_dir",
     "atomic_write",
+    "make_folder",
     "read_jsonl",
     "read_lines",
     "read_pair_scores",
@@ -205,6 +206,24 @@ def _default_mode(path: Path, base: int) -> None:
     path.chmod(base & ~umask)
 
 
+def make_folder(folder: Path, create: bool = True) -> Path:
+    """Create `folder` (and its parents) where it is missing, or with `create=False` only check
+    that it could be; an error naming it where a file stands in its way or permission is denied."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        blocker = "is a file" if existing == folder else f"cannot be created: {existing} is a file"
+        raise WorkbenchError(f"{folder}: {blocker}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WorkbenchError(f"{folder}: cannot write in {existing} (permission denied)")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkbenchError(f"{folder}: cannot create the folder ({exc.strerror})") from None
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path, mode: str = "w", compresslevel: int = 1) -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path`; rename over it only when the block succeeds.
@@ -213,7 +232,9 @@ def atomic_write(path: Path, mode: str = "w", compresslevel: int = 1) -> Iterato
     mtime 0 in the header, so the same content always gives the same bytes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise WorkbenchError(f"{path}: is a folder; a file was to be written there")
+    make_folder(path.parent)
     remove_leftovers(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=_temporary_name_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -258,10 +279,12 @@ def atomic_dir(path: Path, replace: bool = False) -> Iterator[Path]:
     safetensors', create theirs private). What killed runs left half-built beside it goes first.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path.parent)
+    if path.exists() and not path.is_dir():
+        raise WorkbenchError(f"{path}: is a file; a folder was to be written there")
     if path.exists() and not replace:
         raise WorkbenchError(f"{path}: output directory already exists")
+    make_folder(path.parent)
+    remove_leftovers(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=_temporary_name_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp

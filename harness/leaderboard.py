@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from common.errors import WorkbenchError
+from common.files import make_folder
 
 if TYPE_CHECKING:
     from harness.runner import Row
@@ -136,11 +137,12 @@ class Leaderboard:
             raise WorkbenchError(f"{self.path}: is a directory, not a leaderboard database")
         if readonly and not self.path.is_file():
             raise WorkbenchError(f"{self.path}: no leaderboard database there")
+        if not readonly:
+            make_folder(self.path.parent)
         try:
             if readonly:
                 self._conn = _connect_readonly(self.path, timeout_s)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 # isolation_level=None: no implicit transactions; record() opens its own
                 self._conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:

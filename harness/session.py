@@ -59,6 +59,7 @@ def evaluate_report_record(
     config_hash). A report that is written but cannot be recorded raises NotRecorded, which holds
     the rows.
     """
+    Leaderboard(leaderboard).close()  # an unusable leaderboard fails now, not after the evaluation
     started = time.perf_counter()
     origin = provenance()
     with atomic_dir(report_dir, replace=replace) as tmp:

@@ -6,11 +6,11 @@ evaluates each saved checkpoint with the same code as `evaluate.py` and stores i
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from common.errors import WorkbenchError
-from common.files import read_pair_scores
+from common.files import make_folder, read_pair_scores
 from harness.console import console
 from harness.datasets import Dataset, load_dataset, resolve_dataset
 from harness.evaluation import validate_metrics
@@ -20,7 +20,7 @@ from harness.retrievers.splade import english_splade_dir, splade_spec
 from harness.runner import EvalConfig
 from harness.session import evaluate_report_record
 from models.config import TrainingConfig
-from models.trainer import Example
+from models.trainer import Example, check_allowed_changes, latest_checkpoint
 
 __all__ = [
     "BASE_MODELS",
@@ -40,10 +40,13 @@ def resolve_base_model(base: str) -> str:
     return BASE_MODELS[base]() if base in BASE_MODELS else base
 
 
-def check_before_training(config: TrainingConfig, source: Path, resume: bool = False) -> None:
-    """What the harness can check of a config before any work: the metric, the datasets, the
-    negatives retriever, the output folder (a run already there is continued only with `resume`,
-    never trained over). Errors name the config file and the key."""
+def check_before_training(
+    config: TrainingConfig, source: Path, resume: bool = False, allow_changes: Collection[str] = ()
+) -> None:
+    """What the harness can check of a config before any work: the settings allowed to change on
+    resume, the metric, the datasets, the negatives retriever, the output folder (a run already
+    there is continued only with `resume`, never trained over). Errors name the config file and the key."""
+    check_allowed_changes(allow_changes)
     try:
         validate_metrics([config.eval.metric])
     except WorkbenchError as exc:
@@ -60,13 +63,19 @@ def check_before_training(config: TrainingConfig, source: Path, resume: bool = F
     except WorkbenchError as exc:
         raise WorkbenchError(f"{source}: data.negatives_retriever: {exc}") from None
     output = Path(config.output_dir)
-    if output.exists() and not output.is_dir():
-        raise WorkbenchError(f"{source}: output_dir: {output} exists and is not a directory")
+    try:
+        make_folder(output, create=False)
+    except WorkbenchError as exc:
+        raise WorkbenchError(f"{source}: output_dir: {exc}") from None
     earlier = [output / "checkpoints", output / "evaluations.jsonl", output / "final_model"]
     if not resume and any(p.exists() for p in earlier):
         raise WorkbenchError(
             f"{source}: output_dir: {output} holds a run already; continue it with --resume, "
             "or choose another output_dir"
+        )
+    if resume and latest_checkpoint(output) is None:
+        raise WorkbenchError(
+            f"{source}: output_dir: {output} holds no checkpoint to resume from; train without --resume"
         )
 
 

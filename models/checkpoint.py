@@ -255,13 +255,15 @@ def load_tokenizer(name_or_path: str | Path) -> Any:
     a clear error where there is none."""
     from transformers import AutoTokenizer
 
-    if Path(name_or_path).is_dir() and not (Path(name_or_path) / "tokenizer.json").is_file():
+    local = Path(name_or_path).is_dir()
+    if local and not (Path(name_or_path) / "tokenizer.json").is_file():
         # without it transformers may build another tokenizer from vocabulary files, silently
         raise ModelLoadError(f"{name_or_path}: no tokenizer.json (the tokenizer OpenSearch loads)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"{name_or_path}: cannot load a tokenizer ({_first_line(exc)})") from None
+    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        where = Path(name_or_path) / "tokenizer.json" if local else name_or_path
+        raise ModelLoadError(f"{where}: cannot load the tokenizer ({_first_line(exc)})") from None
     return compose_unicode(tokenizer)
 
 
@@ -347,8 +349,8 @@ def model_fingerprint(model: str | Path) -> str:
 def model_kind(path: Path) -> Literal["masked-lm", "sentence-transformers"] | None:
     """What a model folder holds: a masked-LM (SPLADE-doc), a sentence-transformers model, or neither."""
     path = Path(path)
-    if (path / MANIFEST_FILE).is_file():  # written by save_checkpoint: always a masked-LM
-        return "masked-lm"
+    if (path / MANIFEST_FILE).is_file() or (path / "router_config.json").is_file():
+        return "masked-lm"  # written by save_checkpoint, or an inference-free SparseEncoder folder
     config = _read_config_json(path) if (path / "config.json").is_file() else {}
     if any(str(a).endswith("ForMaskedLM") for a in config.get("architectures") or []):
         return "masked-lm"

@@ -40,7 +40,7 @@ import torch.distributed as dist
 
 from common.errors import WorkbenchError
 from common.faults import fault_point
-from common.files import remove_leftovers
+from common.files import make_folder, remove_leftovers
 from models.checkpoint import (
     copy_model,
     has_trainer_state,
@@ -90,6 +90,15 @@ class NonFiniteError(RuntimeError):
 
 class RunComplete(WorkbenchError):
     """`resume` on a run whose final checkpoint is saved: there is nothing to do."""
+
+
+def check_allowed_changes(allow_changes: Collection[str]) -> None:
+    """Refuse to allow, on resume, a change of a setting outside `RESUME_SAFE_KEYS`."""
+    unsafe = sorted(set(allow_changes) - RESUME_SAFE_KEYS)
+    if unsafe:
+        raise WorkbenchError(
+            f"cannot allow {', '.join(unsafe)} to change on resume; safe: {sorted(RESUME_SAFE_KEYS)}"
+        )
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -455,16 +464,12 @@ class Trainer:
         `allow_changes`: settings of `RESUME_SAFE_KEYS` that may differ from the checkpoint's.
         """
         cfg = self.config.train
-        unsafe = sorted(set(allow_changes) - RESUME_SAFE_KEYS)
-        if unsafe:
-            raise WorkbenchError(
-                f"cannot allow {', '.join(unsafe)} to change on resume; safe: {sorted(RESUME_SAFE_KEYS)}"
-            )
-        Path(self.config.output_dir).mkdir(parents=True, exist_ok=True)
+        check_allowed_changes(allow_changes)
         if self.rank == 0:  # hidden folders of checkpoints whose saving a kill cut short
             remove_leftovers(Path(self.config.output_dir) / "checkpoints")
         if resume:
-            self._resume(allow_changes)
+            self._resume(allow_changes)  # before the output folder is made: nothing to resume, nothing made
+        make_folder(Path(self.config.output_dir))
         saved: list[Path] = []
         if cfg.eval_at_start and not resume and self.on_checkpoint is not None:  # resumed: done before
             saved.append(self._save_step("step"))

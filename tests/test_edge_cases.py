@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from common.errors import WorkbenchError
-from common.files import atomic_dir, atomic_write
+from common.files import atomic_dir, atomic_write, make_folder
 from common.paths import cache_dir
 from harness.analyzers import KiwiAnalyzer, PlainAnalyzer
 from harness.datasets import DatasetSpec, load_beir, load_dataset, qrels_splits
@@ -131,6 +131,26 @@ def test_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
         os.umask(umask)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_outputs_whose_place_is_taken_or_closed_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(WorkbenchError, match="/f/a/b: cannot be created: .*/f is a file, not a folder"):
+        make_folder(tmp_path / "f" / "a" / "b")
+    with pytest.raises(WorkbenchError, match="/f: is a file; a folder was to be written there"):
+        atomic_dir(tmp_path / "f", replace=True).__enter__()
+    with pytest.raises(WorkbenchError, match="/d: is a folder; a file was to be written there"):
+        atomic_write(tmp_path / "d").__enter__()
+    assert make_folder(tmp_path / "new" / "deeper", create=False) == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # only checked
+    # root ignores permissions here, so a folder closed to writing is simulated
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path / "d")
+    with pytest.raises(WorkbenchError, match=r"/d/out: cannot write in .*/d \(permission denied\)"):
+        atomic_write(tmp_path / "d" / "out" / "x.json").__enter__()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["d", "f"]  # nothing written
 
 
 def test_ranking_refuses_a_document_twice() -> None:

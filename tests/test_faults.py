@@ -235,7 +235,6 @@ class Fault:
     build: Callable[[Path, Path], list[str]]  # (scratch folder, tiny checkpoint) -> arguments
     code: int
     message: str  # a fragment of the output (white space folded)
-    report_written: bool = False  # --output holds a complete report afterwards
 
 
 def _check_fails_cleanly(app: typer.Typer, args: list[str], case: Fault) -> None:
@@ -284,6 +283,9 @@ EVALUATE_FAULTS = {
     "qrels name an unknown query (strict)": Fault(
         "dataset", _break_data(lambda d: _lines(d / "qrels" / "test.tsv", "nope\td1\t1")), 2, "nope"
     ),
+    "queries empty": Fault(
+        "dataset", _break_data(lambda d: _edit(d / "queries.jsonl", "")), 2, "queries.jsonl: no queries"
+    ),
     "qrels missing": Fault("dataset", _break_data(lambda d: shutil.rmtree(d / "qrels")), 2, "qrels"),
     "unknown dataset name": Fault(
         "dataset", lambda root, ck: _evaluate(root, "no-such-set"), 2, "no-such-set"
@@ -312,6 +314,24 @@ EVALUATE_FAULTS = {
         2,
         "model.safetensors",
     ),
+    "config.json missing, no manifest": Fault(  # still a SPLADE-doc folder: router_config.json
+        "model",
+        _break_model(lambda m: ((m / "config.json").unlink(), (m / "manifest.json").unlink())),
+        2,
+        "model: no config.json; not a Hugging Face checkpoint",
+    ),
+    "a folder with no model files": Fault(
+        "model",
+        lambda root, ck: ((root / "empty").mkdir(), _evaluate(root, _data(root), root / "empty"))[1],
+        2,
+        "empty: no config.json (a masked-LM checkpoint has one) and no modules.json",
+    ),
+    "tokenizer.json not JSON": Fault(
+        "model",
+        _break_model(lambda m: _edit(m / "tokenizer.json", "{oops")),
+        2,
+        "tokenizer.json: cannot load the tokenizer",
+    ),
     "tokenizer.json missing": Fault(
         "model", _break_model(lambda m: (m / "tokenizer.json").unlink()), 2, "no tokenizer.json"
     ),
@@ -328,7 +348,10 @@ EVALUATE_FAULTS = {
         "model", lambda root, ck: _evaluate(root, _data(root), "no-such-model"), 2, "no-such-model"
     ),
     "output is a file": Fault(
-        "output", lambda root, ck: (_edit(root / "report", "x"), _evaluate(root, _data(root)))[1], 2, "report"
+        "output",
+        lambda root, ck: (_edit(root / "report", "x"), _evaluate(root, _data(root)))[1],
+        2,
+        "report: is a file; a folder was to be written there",
     ),
     "output inside a file": Fault(
         "output",
@@ -337,7 +360,7 @@ EVALUATE_FAULTS = {
             [*_evaluate(root, _data(root))[:-4], "--output", str(root / "f" / "r")],
         )[1],
         2,
-        "f",
+        "f: is a file, not a folder",
     ),
     "cache location is a file": Fault(
         "output",
@@ -349,19 +372,26 @@ EVALUATE_FAULTS = {
         2,
         "$WORKBENCH_CACHE is a file, not a folder",
     ),
-    "leaderboard is a folder": Fault(
+    "leaderboard is a folder": Fault(  # found before the evaluation, not after it
         "leaderboard",
         lambda root, ck: [*_evaluate(root, _data(root))[:-2], "--leaderboard", str(root)],
         2,
-        "not recorded in the leaderboard",
-        report_written=True,
+        "is a directory, not a leaderboard database",
     ),
     "leaderboard not SQLite": Fault(
         "leaderboard",
         lambda root, ck: (_edit(root / "board.sqlite", os.urandom(2048)), _evaluate(root, _data(root)))[1],
         2,
         "not a usable leaderboard database",
-        report_written=True,
+    ),
+    "leaderboard inside a file": Fault(
+        "leaderboard",
+        lambda root, ck: (
+            _edit(root / "f", "x"),
+            [*_evaluate(root, _data(root))[:-2], "--leaderboard", str(root / "f" / "board.sqlite")],
+        )[1],
+        2,
+        "f: is a file, not a folder",
     ),
     "unknown metric": Fault(
         "option",
@@ -384,7 +414,7 @@ def test_evaluate_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) -> No
     args = case.build(tmp_path, tiny_checkpoint)
     _check_fails_cleanly(evaluate.app, args, case)
     report = Path(args[args.index("--output") + 1])
-    assert (report / "results.json").is_file() == case.report_written
+    assert not (report / "results.json").is_file()
     assert not list(report.parent.glob(f".{report.name}*"))  # no hidden temporary folder left
 
 
@@ -477,7 +507,15 @@ TRAIN_FAULTS = {
         "config",
         _train_config(_set("output_dir", lambda root, ck: (_edit(root / "f", "x"), str(root / "f"))[1])),
         2,
-        "output_dir",
+        "/f: is a file, not a folder",
+    ),
+    "output_dir inside a file": Fault(
+        "config",
+        _train_config(
+            _set("output_dir", lambda root, ck: (_edit(root / "f", "x"), str(root / "f" / "o"))[1])
+        ),
+        2,
+        "/o: cannot be created: ",
     ),
     "base model missing": Fault(
         "model", _train_config(_set("model.base", lambda root, ck: str(root / "absent"))), 2, "absent"
@@ -523,7 +561,7 @@ TRAIN_FAULTS = {
         "resume",
         lambda root, ck: [*_train_config(_unchanged)(root, ck), "--resume"],
         2,
-        "no checkpoint to resume from",
+        "holds no checkpoint to resume from; train without --resume",
     ),
     "unsafe change allowed": Fault(
         "resume",
@@ -543,7 +581,7 @@ TRAIN_FAULTS = {
 def test_train_faults(name: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
     case = TRAIN_FAULTS[name]
     _check_fails_cleanly(train.app, case.build(tmp_path, tiny_checkpoint), case)
-    assert not list(tmp_path.glob("out/checkpoints/*")) and not (tmp_path / "out" / "final_model").exists()
+    assert not (tmp_path / "out").exists()  # refused before the output folder is made
 
 
 LEADERBOARD_FAULTS = {  # `evaluate.py leaderboard` and `record`, which only read or add

@@ -244,9 +244,8 @@ def test_evaluate_records_and_the_leaderboard_command_ranks(tiny_beir: Path, tmp
     result = runner.invoke(app, ["leaderboard", "--db", str(junk)])
     assert result.exit_code == 2 and "not a usable leaderboard database" in " ".join(result.output.split())
     result = runner.invoke(app, [*args[:-1], str(tmp_path / "r3"), "--leaderboard", str(junk)])
-    assert result.exit_code == 2 and "not recorded in the leaderboard" in " ".join(result.output.split())
-    assert (tmp_path / "r3" / "results.json").is_file()  # the report itself is kept
-    assert "ndcg@10" in result.output and "bm25-plain" in result.output  # and the results are shown
+    assert result.exit_code == 2 and "not a usable leaderboard database" in " ".join(result.output.split())
+    assert not (tmp_path / "r3").exists()  # found before evaluating, not after
 
 
 WRITER = textwrap.dedent(
@@ -371,10 +370,18 @@ def test_a_locked_leaderboard_says_that_it_waits(tmp_path: Path, capsys: pytest.
             assert "waiting" not in capsys.readouterr().err
 
 
-def test_a_report_is_recorded_afterwards_where_recording_failed(tiny_beir: Path, tmp_path: Path) -> None:
+def test_a_report_is_recorded_afterwards_where_recording_failed(
+    tiny_beir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out, board = tmp_path / "report", tmp_path / "board.sqlite"
     args = ["--dataset", str(tiny_beir), "--model", "bm25-plain", "--output", str(out)]
-    result = runner.invoke(app, [*args, "--leaderboard", str(tmp_path)])  # a folder: not recordable
+
+    def locked(*args: object, **kwargs: object) -> None:  # another writer held it past the timeout
+        raise sqlite3.OperationalError("database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Leaderboard, "record", locked)
+        result = runner.invoke(app, [*args, "--leaderboard", str(board)])
     assert result.exit_code == 2
     assert f"python evaluate.py record {out}" in " ".join(result.output.split())
     result = runner.invoke(app, ["record", str(out), "--leaderboard", str(board)])

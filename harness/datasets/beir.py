@@ -118,7 +118,10 @@ def load_beir(
     corpus = _read_corpus(corpus_path)
     if not corpus:
         raise WorkbenchError(f"{corpus_path}: no documents")
-    queries = _read_queries(_find(path, "queries.jsonl"))
+    queries_path = _find(path, "queries.jsonl")
+    queries = _read_queries(queries_path)
+    if not queries:
+        raise WorkbenchError(f"{queries_path}: no queries")
     splits = qrels_splits(path) if splits is None else list(splits)
     if not splits:
         raise WorkbenchError(f"{path}: no qrels/<split>.tsv files")

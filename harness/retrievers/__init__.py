@@ -43,7 +43,15 @@ def resolve_retriever(name: str) -> RetrieverSpec:
             return splade.splade_spec(str(path.resolve()), name=name)
         if kind == "sentence-transformers":
             return dense.dense_spec(str(path.resolve()), name=name)
-        raise WorkbenchError(f"{path}: neither a masked-LM checkpoint nor a sentence-transformers model")
+        if not (path / "config.json").is_file():
+            raise WorkbenchError(
+                f"{path}: no config.json (a masked-LM checkpoint has one) and no modules.json "
+                "(a sentence-transformers model has one); not a model directory"
+            )
+        raise WorkbenchError(
+            f"{path / 'config.json'}: its architectures are not a *ForMaskedLM, and there is no "
+            "modules.json (a sentence-transformers model); not a SPLADE-doc nor a dense model"
+        )
     raise WorkbenchError(
         f"unknown retriever {name!r}; registered: {', '.join(sorted(retriever_registry()))}; "
         "or a model directory, splade-doc:<hub id>, dense:<hub id>"
