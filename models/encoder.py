@@ -12,6 +12,7 @@ Empty (whitespace-only) texts get an empty vector without running the model.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,7 +22,14 @@ import torch
 
 from common.errors import WorkbenchError
 
-__all__ = ["EncodeResult", "ModelLoadError", "Pruning", "SpladeDocEncoder", "splade_pool"]
+__all__ = [
+    "EncodeResult",
+    "ModelLoadError",
+    "Pruning",
+    "SpladeDocEncoder",
+    "splade_activation",
+    "splade_pool",
+]
 
 Activation = Literal["log1p", "l0"]
 
@@ -81,6 +89,63 @@ def splade_pool(
     if activation == "l0":
         values = torch.log1p(values)
     return (values * mask).amax(dim=1)
+
+
+def splade_activation(max_logits: torch.Tensor, activation: Activation = "log1p") -> torch.Tensor:
+    """The SPLADE weights of per-text maxima of the logits: log(1 + ReLU(x)) is non-decreasing, so
+    the activation of the maximum is the maximum of the activations (`splade_pool`), exactly."""
+    values = torch.log1p(torch.relu(max_logits))
+    return torch.log1p(values) if activation == "l0" else values
+
+
+@contextmanager
+def _vocabulary_projection_skipped(model: Any) -> Iterator[list[torch.Tensor]]:
+    """Run `model` without its vocabulary projection (its output embeddings): the projection's
+    input is captured instead, and the model's logits are a zero view that costs nothing. Works for
+    any masked-LM whose head ends in that layer (BERT, RoBERTa/XLM-R, DistilBERT, ...)."""
+    projection = model.get_output_embeddings()
+    parent, name = next(
+        (module, child_name)
+        for module in model.modules()
+        for child_name, child in module.named_children()
+        if child is projection
+    )
+    captured: list[torch.Tensor] = []
+
+    class Capture(torch.nn.Module):
+        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+            captured.append(hidden)
+            return hidden.new_zeros(()).expand(*hidden.shape[:-1], projection.out_features)
+
+    setattr(parent, name, Capture())
+    try:
+        yield captured
+    finally:
+        setattr(parent, name, projection)
+
+
+def _max_logits(
+    hidden: torch.Tensor, lengths: list[int], projection: torch.nn.Linear, rows_per_chunk: int = 256
+) -> torch.Tensor:
+    """(texts, vocab) maximum over each text's positions of hidden @ W^T + b, for `hidden` holding
+    the texts' positions one text after another (`lengths` of them each).
+
+    The (positions x vocabulary) logits never exist whole: they are made a chunk of positions at a
+    time and reduced at once to each text's running maximum (cache-sized chunks; a batch's whole
+    logits are length x vocabulary x 4 bytes per text, 1 GB for 8,192 tokens of a 30k vocabulary).
+    """
+    out = torch.empty(len(lengths), projection.out_features, dtype=hidden.dtype, device=hidden.device)
+    start = 0
+    for text, length in enumerate(lengths):
+        best = None
+        for first in range(start, start + length, rows_per_chunk):
+            last = min(first + rows_per_chunk, start + length)
+            chunk = torch.nn.functional.linear(hidden[first:last], projection.weight, projection.bias)
+            chunk_max = chunk.amax(dim=0)
+            best = chunk_max if best is None else torch.maximum(best, chunk_max)
+        out[text] = best
+        start += length
+    return out
 
 
 def _prefix_before_space(text: str, budget: int) -> str | None:
@@ -210,9 +275,13 @@ class SpladeDocEncoder:
         input_ids = padded["input_ids"].to(self.device)
         mask = padded["attention_mask"].to(self.device)
         use_bf16 = self.device.type == "cuda"
+        projection = self.model.get_output_embeddings()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-        weights = splade_pool(logits.float(), mask, self.activation)
+            with _vocabulary_projection_skipped(self.model) as captured:
+                self.model(input_ids=input_ids, attention_mask=mask)
+            hidden = captured[0][mask.bool()]  # (non-padding positions, hidden), text after text
+            maxima = _max_logits(hidden, mask.sum(dim=1).tolist(), projection)
+        weights = splade_activation(maxima.float(), self.activation)
         weights[:, self.special_ids] = 0
         if self.pruning.active:
             weights = self.pruning.apply(weights)

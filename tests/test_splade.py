@@ -91,6 +91,29 @@ def test_batched_encoding_equals_reference_and_counts_truncation() -> None:
         )
 
 
+def test_fused_projection_equals_whole_logits_and_restores_the_model() -> None:
+    """The encoder's chunked vocabulary projection (never the whole logits) gives the maxima of the
+    whole logits, chunk boundaries inside and between texts alike, and leaves the model as it was."""
+    from models.encoder import _max_logits, _vocabulary_projection_skipped
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_mlm(len(tokenizer), seed=5).eval()
+    projection = model.get_output_embeddings()
+    hidden = torch.randn(23, projection.in_features)
+    lengths = [7, 1, 15]
+    whole = torch.nn.functional.linear(hidden, projection.weight, projection.bias)
+    expected = torch.stack([part.amax(dim=0) for part in whole.split(lengths)])
+    for rows in (1, 4, 7, 64):
+        torch.testing.assert_close(_max_logits(hidden, lengths, projection, rows_per_chunk=rows), expected)
+    ids = torch.tensor([tokenizer("레이어 마스크 crop")["input_ids"]])
+    with torch.no_grad(), _vocabulary_projection_skipped(model) as captured:
+        model(input_ids=ids)
+    assert model.get_output_embeddings() is projection and captured[0].shape[:2] == ids.shape
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    torch.testing.assert_close(_max_logits(captured[0][0], [ids.shape[1]], projection)[0], logits.amax(0))
+
+
 def _windows_by_full_tokenization(tokenizer, texts: list[str], max_length: int) -> tuple[list, int]:
     """The peer: tokenize every text whole, keep its first window, count those with more."""
     encoded = tokenizer(texts, truncation=True, max_length=max_length, return_overflowing_tokens=True)
@@ -345,9 +368,10 @@ def test_model_fingerprint_has_one_rule(tiny_checkpoint: Path, tmp_path: Path) -
 # ----------------------------------------------------------------------------- index and retrievers
 
 
-def test_sparse_index_equals_brute_force_with_ties() -> None:
+@pytest.mark.parametrize("density", [0.1, 0.01])  # postings above / below a quarter of the documents
+def test_sparse_index_equals_brute_force_with_ties(density: float) -> None:
     rng = np.random.default_rng(0)
-    docs = sp.random(300, 50, density=0.1, random_state=1, format="csr", dtype=np.float32)
+    docs = sp.random(300, 50, density=density, random_state=1, format="csr", dtype=np.float32)
     docs.data = np.round(docs.data * 4) / 4 + 0.25  # coarse weights: many tied scores
     index = SparseIndex(docs)
     assert index.nbytes == docs.nnz * 8 + (50 + 1) * 8
@@ -363,6 +387,8 @@ def test_sparse_index_equals_brute_force_with_ties() -> None:
         got = sorted(found.tolist(), key=lambda d: (-brute[d], d))[:10]
         assert got == expected
         assert set(found) >= set(expected) and np.all(brute[found] >= brute[expected[-1]] - 1e-12)
+        if len(positive) <= 10:
+            assert sorted(found) == positive.tolist()  # every document that scores, once
 
 
 def test_splade_retriever_matches_brute_force_and_caches(

@@ -1,0 +1,124 @@
+"""SPLADE-doc document encoding on this CPU, as a share of the fp32 matmul peak measured in the same run.
+
+    python benchmarks/encoding_speed.py [--model DIR] [--docs 600] [--repeats 3] [--json out.json]
+
+1. Peak: a plain fp32 matmul of the vocabulary projection's shape (8,192 positions x hidden, times
+   hidden x vocabulary), the operation that is almost all of a small SPLADE's work, GFLOP/s.
+2. FLOP per token of the model: counted by torch's FlopCounterMode on one forward pass of a batch
+   of the documents (the transformer and the projection over every position, as the model defines them).
+3. The harness's `SpladeDocEncoder.encode` on the first `--docs` documents of gimp-en (tokenization
+   included), best of `--repeats`: tokens/s, and tokens/s x FLOP/token as a share of the peak.
+The vectors are checked against plain torch (whole logits, max over positions of log(1 + ReLU)).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from _measure import in_subprocess
+
+
+def bench(model_name: str, n_docs: int, repeats: int) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from harness.datasets import load_dataset, read_dataset_specs
+    from harness.retrievers.splade import english_splade_dir
+    from models.checkpoint import load_encoder
+
+    encoder = load_encoder(model_name or english_splade_dir())
+    texts = [doc.full_text for doc in list(load_dataset(read_dataset_specs()["gimp-en"]).corpus.values())]
+    texts = texts[:n_docs]
+    projection = encoder.model.get_output_embeddings()
+    vocab, hidden = projection.weight.shape
+
+    a, b = torch.randn(8192, hidden), torch.randn(hidden, vocab)
+    with torch.inference_mode():
+        torch.mm(a, b)
+        best = min(_seconds(lambda: torch.mm(a, b)) for _ in range(5))
+    peak = 2 * 8192 * hidden * vocab / best / 1e9
+
+    sample = encoder.tokenizer(texts[:32], truncation=True, max_length=encoder.max_length, padding=True,
+                               return_tensors="pt")  # fmt: skip
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        encoder.model(**sample)
+    flop_per_token = counter.get_total_flops() / int(sample["input_ids"].numel())
+
+    encoder.encode(texts[:16])  # warm-up
+    seconds = min(_seconds(lambda: encoder.encode(texts)) for _ in range(repeats))
+    result = encoder.encode(texts)
+    worst = 0.0
+    for row in range(0, len(texts), max(1, len(texts) // 20)):  # every 20th text against plain torch
+        enc = encoder.tokenizer(
+            texts[row], truncation=True, max_length=encoder.max_length, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            vec = torch.log1p(torch.relu(encoder.model(**enc).logits[0])).amax(dim=0)
+        vec[encoder.special_ids] = 0
+        worst = max(worst, float(np.abs(result.vectors[row].toarray()[0] - vec.numpy()).max()))
+    tokens_per_s = result.tokens / seconds
+    return {
+        "model": model_name or "splade-en-tiny",
+        "docs": len(texts),
+        "tokens": result.tokens,
+        "hidden": hidden,
+        "vocab": vocab,
+        "threads": torch.get_num_threads(),
+        "matmul_peak_gflops": round(peak, 1),
+        "mflop_per_token": round(flop_per_token / 1e6, 2),
+        "encode_s": round(seconds, 2),
+        "encode_tokens_per_s": round(tokens_per_s),
+        "encode_gflops": round(tokens_per_s * flop_per_token / 1e9, 1),
+        "share_of_peak": round(tokens_per_s * flop_per_token / 1e9 / peak, 3),
+        "max_abs_diff_vs_plain_torch": worst,
+    }
+
+
+def _seconds(fn: Any) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from rich.console import Console
+    from rich.table import Table
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="a masked-LM folder (default: the small English SPLADE)")
+    parser.add_argument("--docs", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    r = in_subprocess(bench, args.model, args.docs, args.repeats)
+    title = (
+        f"SPLADE-doc encoding, {r['model']} ({r['hidden']} x {r['vocab']:,}), {r['docs']} gimp-en "
+        f"documents, {r['tokens']:,} tokens, {r['threads']} threads"
+    )
+    table = Table(title=title)
+    cells = {
+        "matmul peak GFLOP/s": str(r["matmul_peak_gflops"]),
+        "MFLOP/token": str(r["mflop_per_token"]),
+        "tokens/s": f"{r['encode_tokens_per_s']:,}",
+        "GFLOP/s": str(r["encode_gflops"]),
+        "share of peak": f"{r['share_of_peak']:.0%}",
+        "max |diff|": f"{r['max_abs_diff_vs_plain_torch']:.1e}",
+        "peak RSS MB": f"{r['peak_rss_mb']:,.0f}",
+    }
+    for col in cells:
+        table.add_column(col, justify="right")
+    table.add_row(*cells.values())
+    Console().print(table)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1))
+
+
+if __name__ == "__main__":
+    main()
