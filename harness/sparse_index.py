@@ -1,7 +1,8 @@
 """An exact inverted index over sparse document vectors (scipy CSC: one column per token).
 
 Search reads the posting column of each query token and accumulates weight x posting into a
-reusable score buffer (a numba loop that also records which documents it touched), then keeps
+reusable score buffer (a numba loop that records which documents it touched, or finds them in one
+pass over the buffer where the postings are many), then keeps
 the top k (a one-pass heap finds the k-th score); every document tied with the k-th score is kept so
 that `Ranking(k=...)` breaks the ties by docid. Memory: nnz x (4 + 4) bytes for weights and
 document numbers, one int64 offset per token, and 24 bytes per document of search buffers.
@@ -18,9 +19,31 @@ __all__ = ["SparseIndex"]
 
 @njit(cache=True)
 def _score(indptr, indices, data, tokens, weights, scores, out_docs, out_scores):
-    """Accumulate weight x posting of each token (all positive, so a score of 0 means untouched),
-    then move the touched documents and their scores to `out_*` and reset the buffer."""
+    """Accumulate weight x posting of each token into `scores` (all positive, so a score of 0
+    means untouched), then move the touched documents and their scores to `out_*` and reset the
+    buffer; returns how many there are.
+
+    Where the postings outnumber a quarter of the documents, the touched ones are found by one
+    sequential pass over the buffer instead of a branch and a scattered write per posting (the
+    common case of frequent tokens: a 2-8 token query over 1M documents reads about 1M postings).
+    Both ways add the same products in the same order, so the scores are the same to the bit.
+    """
+    total = 0
+    for t in range(tokens.shape[0]):
+        total += indptr[tokens[t] + 1] - indptr[tokens[t]]
     n = 0
+    if total * 4 >= scores.shape[0]:
+        for t in range(tokens.shape[0]):
+            token, weight = tokens[t], weights[t]
+            for p in range(indptr[token], indptr[token + 1]):
+                scores[indices[p]] += weight * data[p]
+        for doc in range(scores.shape[0]):
+            if scores[doc] != 0.0:
+                out_docs[n] = doc
+                out_scores[n] = scores[doc]
+                scores[doc] = 0.0
+                n += 1
+        return n
     for t in range(tokens.shape[0]):
         token, weight = tokens[t], weights[t]
         for p in range(indptr[token], indptr[token + 1]):
@@ -34,6 +57,18 @@ def _score(indptr, indices, data, tokens, weights, scores, out_docs, out_scores)
         out_scores[i] = scores[doc]
         scores[doc] = 0.0
     return n
+
+
+@njit(cache=True)
+def _keep_at_least(out_docs, out_scores, n, threshold):
+    """Move the candidates scoring at least `threshold` to the front, in order; returns how many."""
+    kept = 0
+    for i in range(n):
+        if out_scores[i] >= threshold:
+            out_docs[kept] = out_docs[i]
+            out_scores[kept] = out_scores[i]
+            kept += 1
+    return kept
 
 
 @njit(cache=True)
@@ -107,8 +142,6 @@ class SparseIndex:
             self.indptr, self.indices, self.data, tokens[keep], weights[keep],
             self._scores, self._out_docs, self._out_scores,
         )  # fmt: skip
-        candidates, scores = self._out_docs[:n], self._out_scores[:n]
-        if n > k:
-            keep = scores >= _kth_largest(scores, n, k)  # the top k and every document tied with the k-th
-            return candidates[keep], scores[keep]
-        return candidates.copy(), scores.copy()
+        if n > k:  # the top k and every document tied with the k-th
+            n = _keep_at_least(self._out_docs, self._out_scores, n, _kth_largest(self._out_scores, n, k))
+        return self._out_docs[:n].copy(), self._out_scores[:n].copy()
