@@ -27,6 +27,8 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bm25_throughput.py
 	$(PY) benchmarks/sparse_search.py
+	$(PY) benchmarks/encoding_speed.py
+	$(PY) benchmarks/evaluation_speed.py
 	$(PY) benchmarks/train_throughput.py
 
 # the baseline trains on the embedded GIMP splits: rebuild them from Debian's packages and check

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from _measure import in_subprocess, peak_rss_mb
+from history import Figure, figures_from, record_and_print
 
 
 def _synthetic(n_docs: int, n_queries: int, seed: int = 0) -> tuple[list[list[str]], list[list[str]]]:
@@ -225,6 +226,45 @@ def tables(results: dict[str, Any]) -> list[Any]:
     return out
 
 
+def history_figures(results: dict[str, Any]) -> list[Figure]:
+    """The key figures of `results` for the benchmark history; sizes are part of the names."""
+    figures: list[Figure] = []
+    for name, r in results.items():
+        if name.startswith("embedded") and r:
+            spec = {
+                "analyze_docs_per_s": ("docs/s", "higher"),
+                "index_docs_per_s": ("docs/s", "higher"),
+                "search_q_per_s": ("q/s", "higher"),
+                "peak_rss_mb": ("MB", "lower"),
+            }
+            prefix = f"bm25_throughput.embedded.{r.get('task')}.{r.get('analyzer')}"
+            figures += figures_from(prefix, r, spec)
+    syn = results.get("synthetic bm25s")
+    if syn:
+        spec = {
+            "index_docs_per_s": ("docs/s", "higher"),
+            "search_q_per_s_k10": ("q/s", "higher"),
+            "search_q_per_s_k1000": ("q/s", "higher"),
+            "rss_growth_mb": ("MB", "lower"),
+            "peak_rss_mb": ("MB", "lower"),
+        }
+        prefix = f"bm25_throughput.synthetic.{syn.get('docs')}x{syn.get('queries')}"
+        figures += figures_from(prefix, syn, spec)
+    ref = results.get("rank-bm25 vs bm25s")
+    if ref:
+        spec = {"index_speedup": ("x", "higher"), "search_speedup": ("x", "higher")}
+        prefix = f"bm25_throughput.rank_bm25_vs_bm25s.{ref.get('docs')}x{ref.get('queries')}"
+        figures += figures_from(prefix, ref, spec)
+    kiwi = results.get("kiwi")
+    if kiwi:
+        for mode in ("plain_loop", "batch_workers", "harness_analyzer", "cache_load"):
+            spec = {"docs_per_s": ("docs/s", "higher"), "mb_per_s": ("MB/s", "higher")}
+            figures += figures_from(f"bm25_throughput.kiwi.{mode}", kiwi.get(mode), spec)
+        spec = {"peak_rss_mb": ("MB", "lower")}
+        figures += figures_from("bm25_throughput.kiwi", kiwi, spec)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -236,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference-docs", type=int, default=10_000, help="corpus size for rank-bm25")
     parser.add_argument("--reference-queries", type=int, default=100)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--no-history", action="store_true", help="do not append to the history")
     args = parser.parse_args(argv)
     console = Console()
     results: dict[str, Any] = {}
@@ -256,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         console.print(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    record_and_print(history_figures(results), console, enabled=not args.no_history)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-history", action="store_true", help="do not append to the history")
     args = parser.parse_args(argv)
     r = in_subprocess(bench, args.model, args.docs, args.repeats)
     title = (
@@ -119,9 +120,17 @@ def main(argv: list[str] | None = None) -> None:
     for col in cells:
         table.add_column(col, justify="right")
     table.add_row(*cells.values())
-    Console().print(table)
+    console = Console()
+    console.print(table)
     if args.json:
         args.json.write_text(json.dumps(r, indent=1))
+    if not args.no_history:
+        from history import figures_from, record_and_print
+
+        record_and_print(figures_from(f"encoding_speed.{r['model']}.docs{r['docs']}", r, {
+            "matmul_peak_gflops": ("GFLOP/s", "higher"), "encode_tokens_per_s": ("tokens/s", "higher"),
+            "share_of_peak": ("ratio", "higher"), "peak_rss_mb": ("MB", "lower"),
+        }), console)  # fmt: skip
 
 
 if __name__ == "__main__":

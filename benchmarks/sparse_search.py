@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-history", action="store_true", help="do not append to the history")
     args = parser.parse_args(argv)
     console = Console()
     results: dict[str, Any] = {}
@@ -254,6 +255,27 @@ def main(argv: list[str] | None = None) -> None:
         console.print(table)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    if not args.no_history:
+        from history import figures_from, record_and_print
+
+        syn = results.get("synthetic") or {}
+        size = (
+            f"{syn.get('docs', args.docs)}x{syn.get('dims', args.dims)}"
+            f".q{syn.get('queries', args.queries)}.top{syn.get('k', args.k)}"
+        )
+        figures = figures_from(f"sparse_search.{size}", syn, {
+            "ours_p50_ms": ("ms", "lower"), "ours_p99_ms": ("ms", "lower"),
+            "bm25s_p50_ms": ("ms", "lower"), "bm25s_p99_ms": ("ms", "lower"),
+            "latency_ratio_p50": ("ratio", "lower"), "latency_ratio_p99": ("ratio", "lower"),
+            "index_build_s": ("s", "lower"), "peak_rss_mb": ("MB", "lower"),
+        })  # fmt: skip
+        for name in ("splade-en-tiny", "bm25-plain"):
+            figures += figures_from(f"sparse_search.gimp-en.{name}", results.get(f"embedded {name}"), {
+                "p50_ms": ("ms", "lower"), "p99_ms": ("ms", "lower"), "index_s": ("s", "lower"),
+                "encode_docs_per_s": ("docs/s", "higher"), "encode_tokens_per_s": ("tokens/s", "higher"),
+                "peak_rss_mb": ("MB", "lower"),
+            })  # fmt: skip
+        record_and_print(figures, console)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from _training_setup import small_setup
+from history import Figure, record_and_print
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -29,7 +30,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
-    args = parser.parse_args()
+    parser.add_argument("--no-history", action="store_true", help="do not append to the history")
+    args = parser.parse_args(argv)
     model, tokenizer, idf, examples = small_setup()
     with tempfile.TemporaryDirectory() as out:
         config = TrainingConfig.model_validate({
@@ -58,7 +60,17 @@ def main() -> None:
         f"{seconds:.1f}",
         f"{peak:,.0f}",
     )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    prefix = f"train_throughput.cpu.steps{args.steps}.batch{args.batch_size}.len{args.max_length}"
+    figures = [
+        Figure(f"{prefix}.steps_per_s", samples / args.batch_size, "steps/s", "higher"),
+        Figure(f"{prefix}.samples_per_s", samples, "samples/s", "higher"),
+        Figure(f"{prefix}.tokens_per_s", tokens, "tokens/s", "higher"),
+        Figure(f"{prefix}.wall_s", seconds, "s", "lower"),
+        Figure(f"{prefix}.peak_rss_mb", peak, "MB", "lower"),
+    ]
+    record_and_print(figures, console, enabled=not args.no_history)
 
 
 if __name__ == "__main__":

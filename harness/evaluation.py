@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 from numba.typed import List as TypedList
 from ranx import metrics as rm
 
@@ -80,43 +81,98 @@ class EvalResult:
 def evaluate_run(
     qrels: Mapping[str, Mapping[str, int]], ranking: Ranking, metrics: Sequence[str]
 ) -> EvalResult:
-    """Score `ranking` against `qrels` with ranx's metric kernels; neither argument is modified.
-
-    ranx is given its internal form directly, one (n, 2) array per query: for the run, document
-    numbers with scores n, n-1, ..., 1 in the ranking's (-score, docid) order; for the qrels,
-    document numbers with relevance, most relevant first. Documents are numbered exactly (ranx
-    would hash the ids).
-    """
+    """Score `ranking` against `qrels` with ranx's metric kernels; neither argument is modified."""
     metrics = validate_metrics(metrics)
     if not qrels:
         raise WorkbenchError("no judged queries to evaluate")
-    number = {doc_id: i for i, doc_id in enumerate(ranking.doc_ids)}
-    unknown: dict[str, int] = {}  # judged documents the ranking never saw get negative numbers
+    qids, qrels_arrays, run_arrays = _ranx_inputs(qrels, ranking)
+    scores = _ranx_scores(qrels_arrays, run_arrays, metrics)
+    per_query = {m: dict(zip(qids, scores[m].tolist(), strict=True)) for m in metrics}
+    mean = {m: float(np.mean(scores[m])) for m in metrics}
+    return EvalResult(mean=mean, per_query=per_query)
+
+
+def _ranx_inputs(
+    qrels: Mapping[str, Mapping[str, int]], ranking: Ranking
+) -> tuple[list[str], TypedList, TypedList]:
+    """(judged query ids, qrels arrays, run arrays) in ranx's internal form, one entry per judged query.
+
+    ranx is given its internal form directly, one (n, 2) float array per query: for the run,
+    document numbers with scores n, n-1, ..., 1 in the ranking's (-score, docid) order; for the
+    qrels, document numbers with relevance, most relevant first (ties in the qrels' order).
+    Documents are numbered exactly (ranx would hash the ids): a document of the ranking by its
+    index in `ranking.doc_ids`, a judged document the ranking never saw by a negative number of
+    its own. The arrays are built with numpy over all queries at once and handed out as views:
+    a Python loop per query and a dict over the whole corpus cost seconds on 10,000 x 1,000.
+    """
     qids = list(qrels)
-    run_arrays, qrels_arrays = TypedList(), TypedList()
-    for qid in qids:
-        indices, _ = ranking.hits(qid)
-        n = len(indices)
-        run_arrays.append(
-            np.column_stack((indices.astype(np.float64), np.arange(n, 0, -1, dtype=np.float64)))
-        )
-        judged = sorted(qrels[qid].items(), key=lambda item: -item[1])
-        rows = []
-        for doc_id, rel in judged:
-            if doc_id not in number and doc_id not in unknown:
-                unknown[doc_id] = -1 - len(unknown)
-            rows.append((number.get(doc_id, unknown.get(doc_id)), rel))
-        qrels_arrays.append(np.array(rows, dtype=np.float64).reshape(-1, 2))
+    # the run: one (total, 2) array, cut into one view per query
+    indices = [ranking.hits(qid)[0] for qid in qids]
+    lengths = np.array([len(i) for i in indices], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    run = np.empty((int(lengths.sum()), 2), dtype=np.float64)
+    np.concatenate(indices, out=run[:, 0])  # in place: no ten-million-row temporaries
+    countdown = np.arange(lengths.max(initial=0), 0, -1, dtype=np.float64)
+    np.concatenate([countdown[len(countdown) - n :] for n in lengths.tolist()], out=run[:, 1])  # n, ..., 1
+    # the qrels: every (query, document, relevance) judgment, sorted by query then -relevance
+    counts = np.array([len(qrels[qid]) for qid in qids], dtype=np.int64)
+    judged_docs = [doc for qid in qids for doc in qrels[qid]]
+    rels = np.fromiter((rel for qid in qids for rel in qrels[qid].values()), np.float64, len(judged_docs))
+    position = _positions(ranking.doc_ids, judged_docs)
+    numbers = np.where(position >= 0, position, -1 - np.arange(len(judged_docs))).astype(np.float64)
+    query = np.repeat(np.arange(len(qids)), counts)
+    order = np.lexsort((np.arange(len(rels)), -rels, query))  # explicit last key: ties keep qrels order
+    judgments = np.column_stack((numbers[order], rels[order]))
+    return qids, _split_rows(judgments, np.cumsum(counts)), _split_rows(run, ends)
+
+
+@njit(cache=True)
+def _split_rows(rows: np.ndarray, ends: np.ndarray) -> TypedList:
+    """The blocks of `rows` that end at `ends` (cumulative), as a typed list of views.
+
+    Compiled once and cached on disk: the same list built with `TypedList.append` from Python
+    makes numba compile its list helpers in every new process (about 1 s here), then costs a
+    dispatch per query. Views of a C-contiguous array keep ranx's kernel signature, so ranx's
+    own cached kernels are used.
+    """
+    blocks = TypedList()
+    start = 0
+    for end in ends:
+        blocks.append(rows[start:end])
+        start = end
+    return blocks
+
+
+def _positions(doc_ids: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
+    """Index in `doc_ids` of each id in `wanted` (the last one if repeated), -1 where absent.
+
+    A dict over a million-id corpus takes about 0.6 s here, and only a few thousand ids are
+    wanted. So the corpus ids are hashed into an int64 array (one C loop; Python caches a
+    string's hash), a table indexed by the low bits of the wanted hashes picks the candidates in
+    one gather, and only those are compared as strings: a shared hash or table slot costs a
+    lookup, never a wrong match.
+    """
+    corpus_hashes = np.fromiter(map(hash, doc_ids), np.int64, len(doc_ids))
+    wanted_hashes = np.fromiter(map(hash, wanted), np.int64, len(wanted))
+    mask = (1 << max(16, (64 * len(wanted)).bit_length())) - 1  # about 1 corpus id in 64 passes by chance
+    table = np.zeros(mask + 1, dtype=bool)
+    table[wanted_hashes & mask] = True
+    candidates = np.flatnonzero(table[corpus_hashes & mask]).tolist()
+    found = {doc_ids[index]: index for index in candidates}  # ascending, so the last repeat wins
+    return np.fromiter((found.get(doc_id, -1) for doc_id in wanted), np.int64, len(wanted))
+
+
+def _ranx_scores(
+    qrels_arrays: TypedList, run_arrays: TypedList, metrics: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Per-query values of each (validated) metric, from ranx's metric kernels."""
     scores = {}
     for metric in metrics:
         match = _METRIC.match(metric)
-        assert match is not None  # validated above
-        scores[metric] = RANX_METRICS[match["name"]](qrels_arrays, run_arrays, int(match["k"] or 0))
-    per_query = {
-        m: dict(zip(qids, np.asarray(scores[m], dtype=float).tolist(), strict=True)) for m in metrics
-    }
-    mean = {m: float(np.mean(np.asarray(scores[m], dtype=float))) for m in metrics}
-    return EvalResult(mean=mean, per_query=per_query)
+        assert match is not None  # validated by the caller
+        values = RANX_METRICS[match["name"]](qrels_arrays, run_arrays, int(match["k"] or 0))
+        scores[metric] = np.asarray(values, dtype=float)
+    return scores
 
 
 def paired_test(

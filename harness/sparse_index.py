@@ -1,11 +1,11 @@
 """An exact inverted index over sparse document vectors (scipy CSC: one column per token).
 
 Search reads the posting column of each query token and accumulates weight x posting into a
-reusable score buffer (a numba loop that records which documents it touched, or finds them in one
-pass over the buffer where the postings are many), then keeps
-the top k (a one-pass heap finds the k-th score); every document tied with the k-th score is kept so
-that `Ranking(k=...)` breaks the ties by docid. Memory: nnz x (4 + 4) bytes for weights and
-document numbers, one int64 offset per token, and 24 bytes per document of search buffers.
+reusable score buffer (one numba function, `_search`), then keeps the top k (a one-pass heap finds
+the k-th score, over the touched documents or, where the postings are many, over the whole
+buffer); every document tied with the k-th score is kept so that `Ranking(k=...)` breaks the
+ties by docid. Memory: nnz x (4 + 4) bytes for weights and document numbers, one int64 offset
+per token, and 24 bytes per document of search buffers.
 """
 
 from __future__ import annotations
@@ -18,66 +18,15 @@ __all__ = ["SparseIndex"]
 
 
 @njit(cache=True)
-def _score(indptr, indices, data, tokens, weights, scores, out_docs, out_scores):
-    """Accumulate weight x posting of each token into `scores` (all positive, so a score of 0
-    means untouched), then move the touched documents and their scores to `out_*` and reset the
-    buffer; returns how many there are.
-
-    Where the postings outnumber a quarter of the documents, the touched ones are found by one
-    sequential pass over the buffer instead of a branch and a scattered write per posting (the
-    common case of frequent tokens: a 2-8 token query over 1M documents reads about 1M postings).
-    Both ways add the same products in the same order, so the scores are the same to the bit.
-    """
-    total = 0
-    for t in range(tokens.shape[0]):
-        total += indptr[tokens[t] + 1] - indptr[tokens[t]]
-    n = 0
-    if total * 4 >= scores.shape[0]:
-        for t in range(tokens.shape[0]):
-            token, weight = tokens[t], weights[t]
-            for p in range(indptr[token], indptr[token + 1]):
-                scores[indices[p]] += weight * data[p]
-        for doc in range(scores.shape[0]):
-            if scores[doc] != 0.0:
-                out_docs[n] = doc
-                out_scores[n] = scores[doc]
-                scores[doc] = 0.0
-                n += 1
-        return n
-    for t in range(tokens.shape[0]):
-        token, weight = tokens[t], weights[t]
-        for p in range(indptr[token], indptr[token + 1]):
-            doc = indices[p]
-            if scores[doc] == 0.0:
-                out_docs[n] = doc
-                n += 1
-            scores[doc] += weight * data[p]
-    for i in range(n):
-        doc = out_docs[i]
-        out_scores[i] = scores[doc]
-        scores[doc] = 0.0
-    return n
-
-
-@njit(cache=True)
-def _keep_at_least(out_docs, out_scores, n, threshold):
-    """Move the candidates scoring at least `threshold` to the front, in order; returns how many."""
-    kept = 0
-    for i in range(n):
-        if out_scores[i] >= threshold:
-            out_docs[kept] = out_docs[i]
-            out_scores[kept] = out_scores[i]
-            kept += 1
-    return kept
-
-
-@njit(cache=True)
 def _kth_largest(values, n, k):
-    """The k-th largest of values[:n] (n > k) in one pass with a min-heap of the k largest so far."""
+    """The k-th largest positive value of values[:n], in one pass with a min-heap of the k largest
+    so far; 0 where fewer than k are positive."""
     heap = np.empty(k, dtype=values.dtype)
     size = 0
     for i in range(n):
         value = values[i]
+        if value <= 0.0:
+            continue
         if size < k:  # push, sift up
             j = size
             heap[j] = value
@@ -101,7 +50,57 @@ def _kth_largest(values, n, k):
                     break
                 heap[smallest], heap[j] = heap[j], heap[smallest]
                 j = smallest
-    return heap[0]
+    return heap[0] if size == k else values.dtype.type(0.0)
+
+
+@njit(cache=True)
+def _search(indptr, indices, data, tokens, weights, k, scores, out_docs, out_scores):
+    """Accumulate weight x posting of each token into `scores` (all positive, so a score of 0
+    means untouched), move the top k and every document tied with the k-th to `out_*`, reset the
+    buffer; returns how many were moved.
+
+    Where the postings outnumber a quarter of the documents (frequent tokens: a 2-8 token query
+    over 1M documents reads about 1M postings), the k-th score is found in one pass over the
+    buffer and a second pass keeps what reaches it: branches almost never taken, where recording
+    each touched document costs a branch and a scattered write per posting. Both ways add the
+    same products in the same order, so the scores are the same to the bit.
+    """
+    total = 0
+    for t in range(tokens.shape[0]):
+        total += indptr[tokens[t] + 1] - indptr[tokens[t]]
+    dense = total * 4 >= scores.shape[0]
+    n = 0
+    for t in range(tokens.shape[0]):
+        token, weight = tokens[t], weights[t]
+        for p in range(indptr[token], indptr[token + 1]):
+            doc = indices[p]
+            if not dense and scores[doc] == 0.0:
+                out_docs[n] = doc
+                n += 1
+            scores[doc] += weight * data[p]
+    if dense:
+        kth = _kth_largest(scores, scores.shape[0], k)
+        for doc in range(scores.shape[0]):
+            if scores[doc] > 0.0 and scores[doc] >= kth:
+                out_docs[n] = doc
+                out_scores[n] = scores[doc]
+                n += 1
+        scores[:] = 0.0
+        return n
+    for i in range(n):
+        doc = out_docs[i]
+        out_scores[i] = scores[doc]
+        scores[doc] = 0.0
+    if n <= k:
+        return n
+    kth = _kth_largest(out_scores, n, k)
+    kept = 0
+    for i in range(n):
+        if out_scores[i] >= kth:
+            out_docs[kept] = out_docs[i]
+            out_scores[kept] = out_scores[i]
+            kept += 1
+    return kept
 
 
 class SparseIndex:
@@ -138,10 +137,8 @@ class SparseIndex:
         tokens = np.asarray(token_ids, dtype=np.int64)
         weights = np.asarray(weights, dtype=np.float32)
         keep = (tokens >= 0) & (tokens < self.vocab_size) & (weights > 0)  # others cannot add score
-        n = _score(
-            self.indptr, self.indices, self.data, tokens[keep], weights[keep],
+        n = _search(
+            self.indptr, self.indices, self.data, tokens[keep], weights[keep], k,
             self._scores, self._out_docs, self._out_scores,
         )  # fmt: skip
-        if n > k:  # the top k and every document tied with the k-th
-            n = _keep_at_least(self._out_docs, self._out_scores, n, _kth_largest(self._out_scores, n, k))
         return self._out_docs[:n].copy(), self._out_scores[:n].copy()

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import pytrec_eval
 from ranx import Qrels, Run, compare
+from ranx import evaluate as ranx_evaluate
 
 from common.errors import WorkbenchError
-from harness.evaluation import evaluate_run, paired_test, validate_metrics, write_trec_run
+from harness.evaluation import RANX_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
 from harness.ranking import Ranking
 
 
@@ -97,6 +98,39 @@ def test_parity_with_trec_eval(seed: int) -> None:
         assert ours.per_query["recall@1000"][q] == pytest.approx(full[q]["recall_1000"], abs=1e-6)
         assert ours.per_query["map@1000"][q] == pytest.approx(full[q]["map"], abs=1e-6)
         assert ours.per_query["mrr@10"][q] == pytest.approx(rr[q]["recip_rank"], abs=1e-6)
+
+
+def test_parity_with_ranx_evaluate_on_ties_and_graded_qrels() -> None:
+    """Every ranx metric equals ranx's own `evaluate` given the run in (-score, docid) order.
+
+    Scores are rounded so that most results tie; ranx gets strictly decreasing scores in the
+    Ranking's order, so both sides rank the same way and only the evaluation paths differ (ours
+    builds ranx's arrays directly, with exact document numbers). Qrels are graded 0-3, with
+    documents below the run's depth and outside the corpus.
+    """
+    rng = np.random.default_rng(7)
+    doc_ids = [f"d{i}" for i in rng.permutation(4000)]
+    hits, qrels = {}, {}
+    for q in range(120):
+        indices = rng.choice(len(doc_ids), size=int(rng.integers(1, 400)), replace=False)
+        hits[f"q{q}"] = (indices, np.round(rng.normal(size=len(indices)), 1))
+        judged = rng.choice(len(doc_ids) + 50, size=int(rng.integers(1, 25)), replace=False)
+        qrels[f"q{q}"] = {f"d{i}": int(rng.integers(0, 4)) for i in judged}  # ids >= 4000: not in the corpus
+        qrels[f"q{q}"][doc_ids[indices[0]]] = int(rng.integers(1, 4))  # something relevant in the run
+    ranking = Ranking("r", doc_ids, hits)
+    assert any(len(set(s.tolist())) < len(s) for _, _, s in ranking.items())  # ties to break
+    metrics = [
+        f"{name}@{k}" for name in RANX_METRICS if name not in ("r-precision", "bpref") for k in (5, 100)
+    ]
+    metrics += ["r-precision", "bpref", "map", "ndcg"]
+    ours = evaluate_run(qrels, ranking, metrics)
+    ordered = {qid: {d: float(len(docs) - i) for i, d in enumerate(docs)} for qid, docs, _ in ranking.items()}
+    run = Run(ordered)
+    ranx_evaluate(Qrels(qrels), run, metrics)
+    for metric in metrics:
+        expected = [run.scores[metric][q] for q in qrels]
+        got = [ours.per_query[metric][q] for q in qrels]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, equal_nan=True, err_msg=metric)
 
 
 def test_student_test_matches_ranx_compare() -> None:
