@@ -23,26 +23,42 @@ from typing import Any
 
 import numpy as np
 from _measure import in_subprocess
+from numba import njit
 
 VOCAB = 30_522
+
+
+@njit(cache=True)
+def _zipf_ids(cdf: np.ndarray, n: int, dims: int, seed: int) -> np.ndarray:
+    """(n, dims) token ids, each row `dims` distinct ids drawn by the distribution `cdf` (a draw
+    already in the row is drawn again)."""
+    np.random.seed(seed)
+    ids = np.empty((n, dims), dtype=np.int32)
+    seen = np.zeros(cdf.shape[0], dtype=np.bool_)
+    for i in range(n):
+        count = 0
+        while count < dims:
+            token = min(np.searchsorted(cdf, np.random.random()), cdf.shape[0] - 1)
+            if not seen[token]:
+                seen[token] = True
+                ids[i, count] = token
+                count += 1
+        for j in range(dims):
+            seen[ids[i, j]] = False
+    return ids
 
 
 def _synthetic_csr(n_docs: int, dims: int, seed: int = 0):
     import scipy.sparse as sp
 
     rng = np.random.default_rng(seed)
+    cdf = np.cumsum(np.arange(1, VOCAB + 1, dtype=np.float64) ** -1.3)  # Zipf(1.3) over the vocabulary
+    cdf /= cdf[-1]
     rows = []
     block = 50_000
     for start in range(0, n_docs, block):
         n = min(block, n_docs - start)
-        # Zipf-like ids without replacement per document: sample extra, keep the first `dims` distinct
-        raw = (rng.zipf(1.3, size=(n, dims * 3)) - 1) % VOCAB
-        ids = np.empty((n, dims), dtype=np.int32)
-        for i in range(n):
-            uniq = np.unique(raw[i])
-            if len(uniq) < dims:
-                uniq = np.union1d(uniq, rng.choice(VOCAB, size=dims, replace=False))
-            ids[i] = rng.permutation(uniq)[:dims]
+        ids = _zipf_ids(cdf, n, dims, seed * 1_000_003 + start)
         data = rng.uniform(0.01, 3.0, size=(n, dims)).astype(np.float32)
         indptr = np.arange(0, n * dims + 1, dims, dtype=np.int64)
         rows.append(sp.csr_matrix((data.ravel(), ids.ravel(), indptr), shape=(n, VOCAB)))
@@ -77,7 +93,9 @@ def bench_synthetic(n_docs: int, dims: int, n_queries: int, k: int) -> dict[str,
     del csr
 
     bm25 = bm25s.BM25(method="lucene", backend="numba")
-    bm25.scores = {"data": index.data, "indices": index.indices, "indptr": index.indptr, "num_docs": n_docs}
+    # bm25s's own layout: int32 document numbers (the index keeps the same bits as uint32)
+    indices = index.indices.view(np.int32)
+    bm25.scores = {"data": index.data, "indices": indices, "indptr": index.indptr, "num_docs": n_docs}
     bm25.vocab_dict = {str(i): i for i in range(VOCAB)}
     bm25.nonoccurrence_array = None
 

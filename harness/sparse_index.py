@@ -19,38 +19,27 @@ __all__ = ["SparseIndex"]
 
 @njit(cache=True)
 def _kth_largest(values, n, k):
-    """The k-th largest positive value of values[:n], in one pass with a min-heap of the k largest
-    so far; 0 where fewer than k are positive."""
-    heap = np.empty(k, dtype=values.dtype)
-    size = 0
+    """The k-th largest positive value of values[:n], 0 where fewer than k are positive: one pass
+    with a min-heap of the k largest so far, started as k zeros so that a single comparison with
+    its smallest (almost always false) skips both zeros and values too small."""
+    heap = np.zeros(k, dtype=values.dtype)
     for i in range(n):
         value = values[i]
-        if value <= 0.0:
-            continue
-        if size < k:  # push, sift up
-            j = size
-            heap[j] = value
-            size += 1
-            while j > 0:
-                parent = (j - 1) >> 1
-                if heap[parent] <= heap[j]:
-                    break
-                heap[parent], heap[j] = heap[j], heap[parent]
-                j = parent
-        elif value > heap[0]:  # replace the smallest, sift down
-            heap[0] = value
+        if value > heap[0]:  # replace the smallest, sift down
             j = 0
             while True:
                 left, right, smallest = 2 * j + 1, 2 * j + 2, j
-                if left < k and heap[left] < heap[smallest]:
-                    smallest = left
-                if right < k and heap[right] < heap[smallest]:
-                    smallest = right
+                child = value
+                if left < k and heap[left] < child:
+                    smallest, child = left, heap[left]
+                if right < k and heap[right] < child:
+                    smallest, child = right, heap[right]
                 if smallest == j:
                     break
-                heap[smallest], heap[j] = heap[j], heap[smallest]
+                heap[j] = child
                 j = smallest
-    return heap[0] if size == k else values.dtype.type(0.0)
+            heap[j] = value
+    return heap[0]
 
 
 @njit(cache=True)
@@ -60,33 +49,48 @@ def _search(indptr, indices, data, tokens, weights, k, scores, out_docs, out_sco
     buffer; returns how many were moved.
 
     Where the postings outnumber a quarter of the documents (frequent tokens: a 2-8 token query
-    over 1M documents reads about 1M postings), the k-th score is found in one pass over the
-    buffer and a second pass keeps what reaches it: branches almost never taken, where recording
-    each touched document costs a branch and a scattered write per posting. Both ways add the
-    same products in the same order, so the scores are the same to the bit.
+    over 1M documents reads about 1M postings), `_search_dense` finds the k-th score in one pass
+    over the buffer and keeps what reaches it in a second: branches almost never taken, where
+    recording each touched document (`_search_tracked`) costs a branch and a scattered write per
+    posting. Both add the same products in the same order, so the scores are the same to the bit.
     """
     total = 0
     for t in range(tokens.shape[0]):
         total += indptr[tokens[t] + 1] - indptr[tokens[t]]
-    dense = total * 4 >= scores.shape[0]
+    if total * 4 >= scores.shape[0]:
+        return _search_dense(indptr, indices, data, tokens, weights, k, scores, out_docs, out_scores)
+    return _search_tracked(indptr, indices, data, tokens, weights, k, scores, out_docs, out_scores)
+
+
+@njit(cache=True)
+def _search_dense(indptr, indices, data, tokens, weights, k, scores, out_docs, out_scores):
+    for t in range(tokens.shape[0]):
+        token, weight = tokens[t], weights[t]
+        for p in range(indptr[token], indptr[token + 1]):
+            scores[indices[p]] += weight * data[p]
+    # one comparison per document: at least the k-th score, or above 0 where fewer than k
+    threshold = max(_kth_largest(scores, scores.shape[0], k), np.nextafter(scores.dtype.type(0), 1))
+    n = 0
+    for doc in range(scores.shape[0]):
+        if scores[doc] >= threshold:
+            out_docs[n] = doc
+            out_scores[n] = scores[doc]
+            n += 1
+        scores[doc] = 0.0
+    return n
+
+
+@njit(cache=True)
+def _search_tracked(indptr, indices, data, tokens, weights, k, scores, out_docs, out_scores):
     n = 0
     for t in range(tokens.shape[0]):
         token, weight = tokens[t], weights[t]
         for p in range(indptr[token], indptr[token + 1]):
             doc = indices[p]
-            if not dense and scores[doc] == 0.0:
+            if scores[doc] == 0.0:
                 out_docs[n] = doc
                 n += 1
             scores[doc] += weight * data[p]
-    if dense:
-        kth = _kth_largest(scores, scores.shape[0], k)
-        for doc in range(scores.shape[0]):
-            if scores[doc] > 0.0 and scores[doc] >= kth:
-                out_docs[n] = doc
-                out_scores[n] = scores[doc]
-                n += 1
-        scores[:] = 0.0
-        return n
     for i in range(n):
         doc = out_docs[i]
         out_scores[i] = scores[doc]
@@ -114,7 +118,9 @@ class SparseIndex:
             raise ValueError("document weights must be non-negative")
         self.n_docs, self.vocab_size = csc.shape
         self.indptr = csc.indptr.astype(np.int64)
-        self.indices = csc.indices.astype(np.int32)
+        # unsigned: numba indexes with it without the check for negative (from-the-end) indices,
+        # a third off the accumulation loop
+        self.indices = csc.indices.astype(np.uint32)
         self.data = csc.data.astype(np.float32)
         # search buffers, reused by every query
         self._scores = np.zeros(self.n_docs, dtype=np.float32)

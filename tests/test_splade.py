@@ -389,6 +389,8 @@ def test_sparse_index_equals_brute_force_with_ties(density: float) -> None:
         assert set(found) >= set(expected) and np.all(brute[found] >= brute[expected[-1]] - 1e-12)
         if len(positive) <= 10:
             assert sorted(found) == positive.tolist()  # every document that scores, once
+        everything, _ = index.search(ids, weights, k=400)  # k above the number scoring
+        assert sorted(everything) == positive.tolist()
 
 
 def test_splade_retriever_matches_brute_force_and_caches(
