@@ -1,10 +1,12 @@
-"""Shared by the benchmarks: run a measurement in a fresh process and add its peak memory."""
+"""Shared by the benchmarks: a measurement in a fresh process with its peak memory; the fp32 matmul
+peak of the vocabulary projection's shape; FLOP per token of a forward pass."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import resource
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,3 +29,32 @@ def in_subprocess(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, An
     """`fn(*args)` in a fresh (spawned) process; its dict result gets that process's peak RSS."""
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
         return pool.submit(_measured, fn, *args).result()
+
+
+def seconds(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def matmul_peak_gflops(hidden: int, vocab: int, rows: int = 8192, repeats: int = 5) -> float:
+    """The best of `repeats` plain fp32 matmuls (rows x hidden) @ (hidden x vocab), GFLOP/s: the
+    shape of the vocabulary projection, almost all of a small SPLADE's work."""
+    import torch
+
+    a, b = torch.randn(rows, hidden), torch.randn(hidden, vocab)
+    with torch.inference_mode():
+        best = min(seconds(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * rows * hidden * vocab / best / 1e9
+
+
+def forward_flop_per_token(model: Any, batch: dict[str, Any]) -> float:
+    """FLOP per (padded) token of one forward pass of `model` on `batch`, counted by torch's
+    FlopCounterMode (the transformer and the projection over every position, as the model defines them)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(**batch)
+    return counter.get_total_flops() / int(batch["input_ids"].numel())

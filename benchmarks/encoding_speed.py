@@ -15,17 +15,15 @@ The vectors are checked against plain torch (whole logits, max over positions of
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from _measure import in_subprocess
+from _measure import forward_flop_per_token, in_subprocess, matmul_peak_gflops, seconds
 
 
 def bench(model_name: str, n_docs: int, repeats: int) -> dict[str, Any]:
     import numpy as np
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from harness.datasets import load_dataset, read_dataset_specs
     from harness.retrievers.splade import english_splade_dir
@@ -37,23 +35,13 @@ def bench(model_name: str, n_docs: int, repeats: int) -> dict[str, Any]:
     projection = encoder.model.get_output_embeddings()
     vocab, hidden = projection.weight.shape
 
-    a, b = torch.randn(8192, hidden), torch.randn(hidden, vocab)
-
-    def matmul_peak() -> float:
-        with torch.inference_mode():
-            return 2 * 8192 * hidden * vocab / min(_seconds(lambda: torch.mm(a, b)) for _ in range(5)) / 1e9
-
-    peak = matmul_peak()
-
+    peak = matmul_peak_gflops(hidden, vocab)
     sample = encoder.tokenizer(texts[:32], truncation=True, max_length=encoder.max_length, padding=True,
                                return_tensors="pt")  # fmt: skip
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        encoder.model(**sample)
-    flop_per_token = counter.get_total_flops() / int(sample["input_ids"].numel())
+    flop_per_token = forward_flop_per_token(encoder.model, sample)
 
     encoder.encode(texts[:16])  # warm-up
-    seconds = min(_seconds(lambda: encoder.encode(texts)) for _ in range(repeats))
+    best = min(seconds(lambda: encoder.encode(texts)) for _ in range(repeats))
     result = encoder.encode(texts)
     worst = 0.0
     for row in range(0, len(texts), max(1, len(texts) // 20)):  # every 20th text against plain torch
@@ -64,8 +52,8 @@ def bench(model_name: str, n_docs: int, repeats: int) -> dict[str, Any]:
             vec = torch.log1p(torch.relu(encoder.model(**enc).logits[0])).amax(dim=0)
             vec[encoder.special_ids] = 0
         worst = max(worst, float(np.abs(result.vectors[row].toarray()[0] - vec.numpy()).max()))
-    tokens_per_s = result.tokens / seconds
-    peak = max(peak, matmul_peak())  # measured before and after: the share is not flattered by noise
+    tokens_per_s = result.tokens / best
+    peak = max(peak, matmul_peak_gflops(hidden, vocab))  # before and after: noise cannot flatter the share
     return {
         "model": model_name or "splade-en-tiny",
         "docs": len(texts),
@@ -75,18 +63,12 @@ def bench(model_name: str, n_docs: int, repeats: int) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "matmul_peak_gflops": round(peak, 1),
         "mflop_per_token": round(flop_per_token / 1e6, 2),
-        "encode_s": round(seconds, 2),
+        "encode_s": round(best, 2),
         "encode_tokens_per_s": round(tokens_per_s),
         "encode_gflops": round(tokens_per_s * flop_per_token / 1e9, 1),
         "share_of_peak": round(tokens_per_s * flop_per_token / 1e9 / peak, 3),
         "max_abs_diff_vs_plain_torch": worst,
     }
-
-
-def _seconds(fn: Any) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,8 +27,9 @@ __all__ = [
     "ModelLoadError",
     "Pruning",
     "SpladeDocEncoder",
+    "max_pooled_logits",
     "splade_activation",
-    "splade_pool",
+    "vocabulary_projection_skipped",
 ]
 
 Activation = Literal["log1p", "l0"]
@@ -71,35 +72,15 @@ class Pruning:
         return weights * keep
 
 
-def splade_pool(
-    logits: torch.Tensor, attention_mask: torch.Tensor, activation: Activation = "log1p", inplace: bool = True
-) -> torch.Tensor:
-    """(batch, length, vocab) logits -> (batch, vocab) max over masked positions of the activation.
-
-    In place on `logits` by default (they are large: length x vocab floats per text); training,
-    which needs the gradient, passes `inplace=False`.
-    """
-    mask = attention_mask.unsqueeze(-1).to(logits.dtype)
-    if inplace:
-        values = logits.relu_().log1p_()
-        if activation == "l0":
-            values = values.log1p_()
-        return values.mul_(mask).amax(dim=1)
-    values = torch.log1p(torch.relu(logits))
-    if activation == "l0":
-        values = torch.log1p(values)
-    return (values * mask).amax(dim=1)
-
-
 def splade_activation(max_logits: torch.Tensor, activation: Activation = "log1p") -> torch.Tensor:
     """The SPLADE weights of per-text maxima of the logits: log(1 + ReLU(x)) is non-decreasing, so
-    the activation of the maximum is the maximum of the activations (`splade_pool`), exactly."""
+    the activation of the maximum is the maximum of the activations, exactly."""
     values = torch.log1p(torch.relu(max_logits))
     return torch.log1p(values) if activation == "l0" else values
 
 
 @contextmanager
-def _vocabulary_projection_skipped(model: Any) -> Iterator[list[torch.Tensor]]:
+def vocabulary_projection_skipped(model: Any) -> Iterator[list[torch.Tensor]]:
     """Run `model` without its vocabulary projection (its output embeddings): the projection's
     input is captured instead, and the model's logits are a zero view that costs nothing. Works for
     any masked-LM whose head ends in that layer (BERT, RoBERTa/XLM-R, DistilBERT, ...)."""
@@ -125,27 +106,76 @@ def _vocabulary_projection_skipped(model: Any) -> Iterator[list[torch.Tensor]]:
 
 
 def _max_logits(
-    hidden: torch.Tensor, lengths: list[int], projection: torch.nn.Linear, rows_per_chunk: int = 256
-) -> torch.Tensor:
-    """(texts, vocab) maximum over each text's positions of hidden @ W^T + b, for `hidden` holding
-    the texts' positions one text after another (`lengths` of them each).
+    hidden: torch.Tensor,
+    lengths: list[int],
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    rows_per_chunk: int = 256,
+    positions: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(texts, vocab) maximum over each text's positions of hidden @ weight^T + bias, for `hidden` holding
+    the texts' positions one text after another (`lengths` of them each), and with `positions`
+    the row of `hidden` where each maximum is (else None).
 
     The (positions x vocabulary) logits never exist whole: they are made a chunk of positions at a
     time and reduced at once to each text's running maximum (cache-sized chunks; a batch's whole
     logits are length x vocabulary x 4 bytes per text, 1 GB for 8,192 tokens of a 30k vocabulary).
     """
-    out = torch.empty(len(lengths), projection.out_features, dtype=hidden.dtype, device=hidden.device)
+    shape = (len(lengths), weight.shape[0])
+    out = torch.empty(shape, dtype=hidden.dtype, device=hidden.device)
+    rows = torch.empty(shape, dtype=torch.long, device=hidden.device) if positions else None
     start = 0
     for text, length in enumerate(lengths):
-        best = None
         for first in range(start, start + length, rows_per_chunk):
             last = min(first + rows_per_chunk, start + length)
-            chunk = torch.nn.functional.linear(hidden[first:last], projection.weight, projection.bias)
-            chunk_max = chunk.amax(dim=0)
-            best = chunk_max if best is None else torch.maximum(best, chunk_max)
-        out[text] = best
+            chunk = torch.nn.functional.linear(hidden[first:last], weight, bias)
+            if rows is None:
+                chunk_max = chunk.amax(dim=0)
+                out[text] = chunk_max if first == start else torch.maximum(out[text], chunk_max)
+                continue
+            chunk_max, where = chunk.max(dim=0)
+            if first == start:
+                out[text], rows[text] = chunk_max, where + first
+            else:
+                better = chunk_max > out[text]
+                out[text] = torch.where(better, chunk_max, out[text])
+                rows[text] = torch.where(better, where + first, rows[text])
         start += length
-    return out
+    return out, rows
+
+
+class _MaxPooledLogits(torch.autograd.Function):
+    """`_max_logits` with a gradient. The gradient of a maximum reaches only the row it came from,
+    and SPLADE's log(1 + ReLU) passes none where the maximum is <= 0: backward touches only the
+    (text, token) entries with a gradient, nonzero x hidden multiply-adds, where autograd through
+    whole logits does positions x vocabulary x hidden twice and keeps the logits for it."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, lengths: list[int]
+    ) -> torch.Tensor:
+        maxima, rows = _max_logits(hidden, lengths, weight, bias, positions=True)
+        ctx.save_for_backward(hidden, weight, rows)
+        ctx.has_bias = bias is not None
+        return maxima
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        hidden, weight, rows = ctx.saved_tensors
+        text, token = grad.nonzero(as_tuple=True)
+        values = grad[text, token].to(weight.dtype).unsqueeze(1)
+        source = rows[text, token]
+        grad_hidden = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
+        grad_hidden.index_add_(0, source, values * weight[token])
+        grad_weight = torch.zeros_like(weight).index_add_(0, token, values * hidden[source].to(weight.dtype))
+        grad_bias = grad.sum(dim=0).to(weight.dtype) if ctx.has_bias else None
+        return grad_hidden.to(hidden.dtype), grad_weight, grad_bias, None
+
+
+def max_pooled_logits(hidden: torch.Tensor, lengths: list[int], projection: torch.nn.Linear) -> torch.Tensor:
+    """Differentiable (texts, vocab) per-text maxima of the vocabulary projection of `hidden`
+    (positions text after text, `lengths` of them each), without the whole logits."""
+    return _MaxPooledLogits.apply(hidden, projection.weight, projection.bias, lengths)
 
 
 def _prefix_before_space(text: str, budget: int) -> str | None:
@@ -277,10 +307,10 @@ class SpladeDocEncoder:
         use_bf16 = self.device.type == "cuda"
         projection = self.model.get_output_embeddings()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            with _vocabulary_projection_skipped(self.model) as captured:
+            with vocabulary_projection_skipped(self.model) as captured:
                 self.model(input_ids=input_ids, attention_mask=mask)
             hidden = captured[0][mask.bool()]  # (non-padding positions, hidden), text after text
-            maxima = _max_logits(hidden, mask.sum(dim=1).tolist(), projection)
+            maxima, _ = _max_logits(hidden, mask.sum(dim=1).tolist(), projection.weight, projection.bias)
         weights = splade_activation(maxima.float(), self.activation)
         weights[:, self.special_ids] = 0
         if self.pruning.active:

@@ -4,7 +4,9 @@ Each step takes a global batch of (query, positive, hard negatives) examples; ev
 its share of the documents, the document vectors are gathered across ranks (with gradients) so
 that every query sees every document of the global batch as an in-batch negative. Queries are
 idf-weighted token indicators (no model). AdamW, linear warm-up then linear decay, gradient
-accumulation, clipping, BF16 autocast on CUDA and fp32 on CPU, seeded.
+accumulation, clipping, BF16 autocast on CUDA and fp32 on CPU, seeded. Document vectors come from
+the encoder's chunked vocabulary projection with a gradient to the rows of the maxima only
+(`max_pooled_logits`): the whole (length x vocabulary) logits never exist.
 
 Checkpoints every `save_every` steps hold a complete checkpoint directory (what `evaluate.py
 --model` reads) plus `trainer_state.pt` (optimizer, scheduler, RNG states, data position):
@@ -50,7 +52,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.config import TrainingConfig
-from models.encoder import splade_pool
+from models.encoder import max_pooled_logits, splade_activation, vocabulary_projection_skipped
 from models.idf import IdfWeights
 from models.losses import IdfAwarePenalty, build_loss
 
@@ -256,12 +258,15 @@ class Trainer:
             padding=True,
             return_tensors="pt",
         ).to(self.device)
+        mask = enc["attention_mask"]
+        projection = self.module.get_output_embeddings()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        pooled = splade_pool(
-            logits.float(), enc["attention_mask"], self.config.model.activation, inplace=False
-        )
-        return pooled * self.idf_matching.keep, int(enc["attention_mask"].sum())
+            with vocabulary_projection_skipped(self.module) as captured:
+                self.model(input_ids=enc["input_ids"], attention_mask=mask)
+            hidden = captured[0][mask.bool()]  # (non-padding positions, hidden), text after text
+            maxima = max_pooled_logits(hidden, mask.sum(dim=1).tolist(), projection)
+        pooled = splade_activation(maxima.float(), self.config.model.activation)
+        return pooled * self.idf_matching.keep, int(mask.sum())
 
     def _micro_step(self, batch: Sequence[Example]) -> tuple[dict[str, torch.Tensor], int]:
         """Loss parts of one micro-batch (this rank's share), backward included, and its tokens."""

@@ -94,7 +94,7 @@ def test_batched_encoding_equals_reference_and_counts_truncation() -> None:
 def test_fused_projection_equals_whole_logits_and_restores_the_model() -> None:
     """The encoder's chunked vocabulary projection (never the whole logits) gives the maxima of the
     whole logits, chunk boundaries inside and between texts alike, and leaves the model as it was."""
-    from models.encoder import _max_logits, _vocabulary_projection_skipped
+    from models.encoder import _max_logits, vocabulary_projection_skipped
 
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_mlm(len(tokenizer), seed=5).eval()
@@ -103,15 +103,21 @@ def test_fused_projection_equals_whole_logits_and_restores_the_model() -> None:
     lengths = [7, 1, 15]
     whole = torch.nn.functional.linear(hidden, projection.weight, projection.bias)
     expected = torch.stack([part.amax(dim=0) for part in whole.split(lengths)])
+    w, b = projection.weight, projection.bias
+    starts = torch.tensor([0, 7, 8]).unsqueeze(1)
+    argmax = torch.stack([part.argmax(dim=0) for part in whole.split(lengths)]) + starts
     for rows in (1, 4, 7, 64):
-        torch.testing.assert_close(_max_logits(hidden, lengths, projection, rows_per_chunk=rows), expected)
+        torch.testing.assert_close(_max_logits(hidden, lengths, w, b, rows_per_chunk=rows)[0], expected)
+        maxima, where = _max_logits(hidden, lengths, w, b, rows_per_chunk=rows, positions=True)
+        torch.testing.assert_close(maxima, expected)
+        assert torch.equal(where, argmax)  # the row of each maximum, for the gradient
     ids = torch.tensor([tokenizer("레이어 마스크 crop")["input_ids"]])
-    with torch.no_grad(), _vocabulary_projection_skipped(model) as captured:
+    with torch.no_grad(), vocabulary_projection_skipped(model) as captured:
         model(input_ids=ids)
     assert model.get_output_embeddings() is projection and captured[0].shape[:2] == ids.shape
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0]
-    torch.testing.assert_close(_max_logits(captured[0][0], [ids.shape[1]], projection)[0], logits.amax(0))
+    torch.testing.assert_close(_max_logits(captured[0][0], [ids.shape[1]], w, b)[0][0], logits.amax(0))
 
 
 def _windows_by_full_tokenization(tokenizer, texts: list[str], max_length: int) -> tuple[list, int]:

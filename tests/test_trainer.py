@@ -357,6 +357,43 @@ def test_two_ranks_compute_the_gradient_of_one_process(tmp_path: Path) -> None:
     assert max(float(g.abs().max()) for g in single.values()) > 1e-2  # the gradients are not trivially 0
 
 
+def _whole_logits_document_vectors(trainer: Trainer, texts: list[str]) -> tuple[torch.Tensor, int]:
+    """SPLADE pooling as written in the paper, through the whole (texts, length, vocab) logits."""
+    enc = trainer.tokenizer(
+        texts, truncation=True, max_length=trainer.config.model.max_length, padding=True, return_tensors="pt"
+    )
+    values = torch.log1p(torch.relu(trainer.model(**enc).logits))
+    if trainer.config.model.activation == "l0":
+        values = torch.log1p(values)
+    pooled = (values * enc["attention_mask"].unsqueeze(-1)).amax(dim=1)
+    return pooled * trainer.idf_matching.keep, int(enc["attention_mask"].sum())
+
+
+@pytest.mark.parametrize("activation", ["log1p", "l0"])
+def test_fused_pooling_gives_the_gradient_of_the_whole_logits(tmp_path: Path, activation: str) -> None:
+    """The trainer's document vectors (projection chunked, gradient only to each maximum's row)
+    equal the whole-logits SPLADE pooling, and so do the loss and every parameter's gradient."""
+    config = _config(tmp_path)
+    config = config.model_copy(update={"model": config.model.model_copy(update={"activation": activation})})
+    fused, whole = _dropout_free_trainer(config), _dropout_free_trainer(config)
+    whole.document_vectors = lambda texts: _whole_logits_document_vectors(whole, list(texts))  # type: ignore[method-assign]
+    batch = fused._next_batch()
+    assert batch == whole._next_batch()
+    vectors, tokens = fused.document_vectors([e.positive for e in batch])
+    expected, expected_tokens = whole.document_vectors([e.positive for e in batch])
+    torch.testing.assert_close(vectors, expected, atol=1e-6, rtol=1e-5)
+    assert tokens == expected_tokens and int((vectors > 0).sum()) > 10
+    fused_parts, _ = fused._micro_step(batch)
+    whole_parts, _ = whole._micro_step(batch)
+    torch.testing.assert_close(fused_parts["loss"], whole_parts["loss"], atol=1e-6, rtol=1e-5)
+    grads = {n: p.grad for n, p in whole.module.named_parameters() if p.grad is not None}
+    assert {n for n, p in fused.module.named_parameters() if p.grad is not None} == set(grads)
+    for name, p in fused.module.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, grads[name], atol=1e-6, rtol=1e-4, msg=name)
+    assert max(float(g.abs().max()) for g in grads.values()) > 1e-2
+
+
 def _teacher_config(
     tmp_path: Path, data: Path, teacher: str, models: list[str] | None = None
 ) -> TrainingConfig:
