@@ -7,7 +7,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from common.errors import WorkbenchError
 
-__all__ = ["console", "describe_error", "fail", "track", "user_errors"]
+__all__ = ["Meter", "console", "describe_error", "fail", "meter", "track", "user_errors"]
 
 console = Console(stderr=True)
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -28,6 +28,56 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     from rich.progress import track as rich_track
 
     yield from rich_track(items, description=description, total=total, console=console, transient=True)
+
+
+class Meter:
+    """Progress of a stream whose end may be unknown: a rich bar on a terminal, else a plain log
+    line every `every_s` seconds (CI logs, `nohup`, a pipe) and one at the end."""
+
+    def __init__(self, description: str, total: float | None, unit: str, every_s: float) -> None:
+        import time
+
+        self.description, self.total, self.unit, self.every_s = description, total, unit, every_s
+        self.done = 0.0
+        self._clock = time.monotonic
+        self._started = self._last = self._clock()
+        self._bar: Any = None
+        if console.is_terminal:
+            from rich.progress import Progress
+
+            self._bar = Progress(console=console, transient=True)
+            self._task = self._bar.add_task(description, total=total)
+            self._bar.start()
+
+    def advance(self, amount: float = 1) -> None:
+        self.done += amount
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+        elif self._clock() - self._last >= self.every_s:
+            self._last = self._clock()
+            self._log()
+
+    def _log(self) -> None:
+        seconds = max(self._clock() - self._started, 1e-9)
+        of = f" of {self.total:,.0f}" if self.total else ""
+        console.log(f"{self.description}: {self.done:,.0f}{of} {self.unit} ({self.done / seconds:,.0f}/s)")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self._log()
+
+
+@contextlib.contextmanager
+def meter(
+    description: str, total: float | None = None, unit: str = "items", every_s: float = 30
+) -> Iterator[Meter]:
+    """`with meter("pages", unit="pages") as m: ... m.advance()`: see `Meter`."""
+    progress = Meter(description, total, unit, every_s)
+    try:
+        yield progress
+    finally:
+        progress.close()
 
 
 def describe_error(exc: BaseException) -> str:
