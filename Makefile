@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # CUDA build). On a GPU machine: make TORCH=torch run
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test bench prepare-baseline train-tiny train-baseline train-pretrain leaderboard info clean
+.PHONY: setup run test bench prepare-baseline prepare-bilingual train-tiny train-baseline train-pretrain leaderboard info clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ bench: $(VENV)/.installed
 prepare-baseline: $(VENV)/.installed
 	$(PY) -m harness.prepare.gimp --out data/prepared/gimp
 	$(PY) -m harness.prepare.check_embedded data/prepared/gimp
+
+# Korean-English tasks from the Debian FAQ and the Firefox ESR / Thunderbird strings: the pinned
+# .debs are apt-get downloaded into .cache/debs once; a re-run with the same packages is a no-op
+prepare-bilingual: $(VENV)/.installed
+	$(PY) -m harness.prepare bilingual --out data/prepared/bilingual --debs .cache/debs
 
 # training: every saved checkpoint is evaluated and lands on the leaderboard
 train-tiny: $(VENV)/.installed

@@ -14,6 +14,7 @@ from common.files import make_folder, read_pair_scores
 from harness.console import console
 from harness.datasets import Dataset, load_dataset, resolve_dataset
 from harness.evaluation import validate_metrics
+from harness.prepare.negatives import judged_pairs, mine_negatives, mined_path, read_mined_negatives
 from harness.registry import dataset_registry
 from harness.retrievers import resolve_retriever
 from harness.retrievers.splade import english_splade_dir, splade_spec
@@ -83,9 +84,11 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
     """(examples, every training document's text for idf, dataset name -> checksum).
 
     Each judged (query, document) pair of the training split with relevance > 0 is an example;
-    its hard negatives are the top documents of `negatives_retriever` that are not judged
-    relevant, in rank order, topped up with random documents (seeded; counted in the log) when the
-    retriever finds too few. `max_pairs` samples pairs with the config's seed.
+    its hard negatives are those of `negatives/<split>.jsonl` beside the qrels where the dataset
+    has one (the `negatives` step's output), else the top documents of `negatives_retriever` that
+    are not judged relevant, in rank order (`harness.prepare.negatives.mine_negatives`); topped
+    up with random documents (seeded; counted in the log) when there are too few. `max_pairs`
+    samples pairs with the config's seed.
     """
     registry = dataset_registry()
     examples: list[Example] = []
@@ -98,26 +101,24 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
         checksums[spec.name] = data.checksum
         corpus_texts.extend(doc.full_text for doc in data.corpus.values())
         qrels = data.qrels[data_cfg.split]
-        pairs = [
-            (qid, doc)
-            for qid, docs in qrels.items()
-            for doc, rel in docs.items()
-            if rel > 0 and doc in data.corpus
-        ]
-        negatives: dict[str, list[str]] = {}
-        if data_cfg.hard_negatives:
-            retriever = resolve_retriever(data_cfg.negatives_retriever).build()
-            retriever.index(data)
-            ranking = retriever.search({qid: data.queries[qid] for qid in qrels}, data_cfg.negatives_depth)
-            for qid, doc_ids, _ in ranking.items():
-                judged = {d for d, rel in qrels[qid].items() if rel > 0}
-                negatives[qid] = [d for d in doc_ids if d not in judged][: data_cfg.hard_negatives]
+        pairs = judged_pairs(data, data_cfg.split)
+        negatives = read_mined_negatives(data, data_cfg.split)
+        if negatives is not None:
+            console.log(f"{spec.name}: negatives read from {mined_path(data.path, data_cfg.split)}")
+        elif data_cfg.hard_negatives:
+            negatives = mine_negatives(
+                data,
+                data_cfg.split,
+                data_cfg.hard_negatives,
+                data_cfg.negatives_retriever,
+                data_cfg.negatives_depth,
+            )
         teacher = _teacher(config, data, spec.name, pairs)
         doc_ids = list(data.corpus)
         rng = random.Random(config.seed)
         topped_up = 0
         for qid, doc in pairs:
-            mined = negatives.get(qid, [])
+            mined = (negatives or {}).get((qid, doc), [])[: data_cfg.hard_negatives]
             judged = {d for d, rel in qrels[qid].items() if rel > 0}
             while len(mined) < data_cfg.hard_negatives and len(doc_ids) > len(judged) + len(mined):
                 candidate = rng.choice(doc_ids)  # too few hard ones: random documents fill the layout

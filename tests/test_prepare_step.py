@@ -99,3 +99,73 @@ def test_meter_logs_plain_lines_off_a_terminal(capsys: pytest.CaptureFixture[str
     lines = [line for line in capsys.readouterr().err.splitlines() if "pages:" in line]
     assert len(lines) == 3  # one per advance (every 0 s), one at the end
     assert "pages: 3 pages" in lines[0] and "pages: 5 pages" in lines[-1]
+
+
+def _wikipedia_dump(path: Path) -> Path:
+    import bz2
+    from xml.sax.saxutils import escape
+
+    pages = []
+    for n in range(12):
+        text = (
+            f"'''문서 {n}'''는 [[레이어]]와 마스크 {n}번을 설명한다.{{{{각주}}}} 투명도 조절 방법 {n}.\n\n"
+            f"== 사용법 ==\n도구 {n}을 선택하고 이미지를 자른다. 결과를 저장한다.\n"
+        )
+        pages.append(
+            f"<page><title>문서 {n}</title><ns>0</ns><id>{n + 1}</id><revision><id>{n + 100}</id>"
+            f"<timestamp>2024-01-0{n % 9 + 1}T00:00:00Z</timestamp>"
+            f'<text xml:space="preserve">{escape(text)}</text></revision></page>\n'
+        )
+    xml = (
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="ko">'
+        "<siteinfo><dbname>kowiki</dbname></siteinfo>\n" + "".join(pages) + "</mediawiki>\n"
+    )
+    path.write_bytes(bz2.compress(xml.encode("utf-8")))
+    return path
+
+
+def test_the_command_line_chains_dump_pairs_negatives_into_training_examples(tmp_path: Path) -> None:
+    """`python -m harness.prepare`: a Korean dump -> articles -> pairs (BEIR, split by article) ->
+    BM25 negatives, which the trainer's example builder reads as they are."""
+    import subprocess
+    import sys
+
+    from harness.datasets import load_beir
+    from harness.training import build_examples
+    from models.config import TrainingConfig
+
+    def prepare(*args: str | Path) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.prepare", *map(str, args)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    listing = prepare("--help")
+    for step in ("wikipedia", "namuwiki", "pairs", "bilingual", "corpora", "synonyms", "negatives",
+                 "temporal-idf"):  # fmt: skip
+        assert step in listing
+    dump = _wikipedia_dump(tmp_path / "kowiki-pages-articles.xml.bz2")
+    prepare("wikipedia", dump, "--out", tmp_path / "articles", "--language", "ko")
+    articles = tmp_path / "articles" / "articles.jsonl.gz"
+    prepare("pairs", articles, "--out", tmp_path / "pairs", "--kinds", "title-summary,section")
+    pairs = load_beir(tmp_path / "pairs")
+    split_of = {}
+    for split, qrels in pairs.qrels.items():
+        for docs in qrels.values():
+            for doc in docs:
+                article = doc.split("/")[0]
+                assert split_of.setdefault(article, split) == split  # never one article in two splits
+    assert len(split_of) == 12 and "train" in pairs.qrels
+    prepare("negatives", tmp_path / "pairs", "--out", tmp_path / "mined", "--count", "2")
+    assert "up to date" in prepare(
+        "negatives", tmp_path / "pairs", "--out", tmp_path / "mined", "--count", "2"
+    )
+    config = TrainingConfig.model_validate({
+        "name": "t", "output_dir": str(tmp_path / "run"), "data": {"train": [str(tmp_path / "mined")],
+        "hard_negatives": 2},
+    })  # fmt: skip
+    examples, _, _ = build_examples(config)
+    n_train = sum(len(docs) for docs in pairs.qrels["train"].values())
+    assert len(examples) == n_train and all(len(e.negatives) == 2 for e in examples)
+    assert all(e.positive not in e.negatives for e in examples)
