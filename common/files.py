@@ -18,7 +18,7 @@ import shutil
 import socket
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "sha256_tree",
     "write_bytes",
     "write_json",
+    "write_jsonl",
 ]
 
 
@@ -268,6 +269,16 @@ def write_json(path: Path, obj: Any, indent: int | None = None) -> None:
     """Write `obj` as UTF-8 JSON (non-ASCII kept), atomically, ending with a newline when indented."""
     text = json.dumps(obj, ensure_ascii=False, indent=indent) + ("\n" if indent is not None else "")
     write_bytes(path, text.encode("utf-8"))
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> int:
+    """Write one UTF-8 JSON object per line (non-ASCII kept), atomically; returns the count."""
+    n = 0
+    with atomic_write(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
 
 
 @contextlib.contextmanager

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from common.errors import WorkbenchError
 from common.files import write_json
 
+T = TypeVar("T")
+
 __all__ = [
     "FidelityReport",
     "IdfWeights",
     "KeyFormat",
     "check_fidelity",
+    "distinct_tokens",
     "document_frequencies",
     "idf_from_df",
 ]
@@ -42,27 +45,38 @@ def idf_from_df(df: np.ndarray, n_docs: int) -> np.ndarray:
     return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
+def distinct_tokens(
+    items: Iterable[T], tokenizer: Any, text: Callable[[T], str] | None = None, batch_size: int = 512
+) -> Iterator[tuple[T, np.ndarray]]:
+    """(item, its distinct token ids) for each of `items` in order, tokenized in batches while
+    streaming; `text(item)` gives an item's text (default: the item is the text)."""
+    batch: list[T] = []
+
+    def flush() -> Iterator[tuple[T, np.ndarray]]:
+        texts = [text(item) if text else item for item in batch]
+        for item, ids in zip(
+            batch, tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"], strict=True
+        ):
+            yield item, np.unique(np.asarray(ids, dtype=np.int64))
+        batch.clear()
+
+    for item in items:
+        batch.append(item)
+        if len(batch) >= batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
 def document_frequencies(
     texts: Iterable[str], tokenizer: Any, batch_size: int = 512
 ) -> tuple[np.ndarray, int]:
     """(df per token id, number of documents), streaming over `texts` in batches."""
     df = np.zeros(len(tokenizer), dtype=np.int64)
     n_docs = 0
-    batch: list[str] = []
-
-    def flush() -> None:
-        nonlocal n_docs
-        for ids in tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]:
-            df[np.unique(np.asarray(ids, dtype=np.int64))] += 1
-        n_docs += len(batch)
-        batch.clear()
-
-    for text in texts:
-        batch.append(text)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+    for _, ids in distinct_tokens(texts, tokenizer, batch_size=batch_size):
+        df[ids] += 1
+        n_docs += 1
     return df, n_docs
 
 

@@ -35,7 +35,7 @@ from typing import Annotated, Any
 import typer
 
 from common.errors import WorkbenchError
-from common.files import atomic_write, read_jsonl, write_json
+from common.files import atomic_write, read_jsonl, write_json, write_jsonl
 from harness.prepare.step import StepRun, run_step
 
 __all__ = [
@@ -365,15 +365,6 @@ def precision_report(groups: Sequence[Sequence[str]], gold: Sequence[dict[str, s
 # --------------------------------------------------------------------------- the step
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    n = 0
-    with atomic_write(path) as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
 def _langlink_pairs(langlinks: Path, pages: Path, run: StepRun) -> Iterator[dict[str, str]]:
     from harness.prepare.langlinks import iter_langlinks, read_page_titles
 
@@ -450,8 +441,8 @@ def build_synonyms(
             elif key not in seen:
                 seen.add(key)
                 pairs.append(pair)
-        run.count("term pairs", _write_jsonl(run.out / "pairs.jsonl", pairs))
-        run.count("gold pairs", _write_jsonl(run.out / "gold.jsonl", gold))
+        run.count("term pairs", write_jsonl(run.out / "pairs.jsonl", pairs))
+        run.count("gold pairs", write_jsonl(run.out / "gold.jsonl", gold))
         by_method = {"pairs": pair_groups(pairs, max_group_size, run)}
         if checkpoint is not None:
             by_method |= embedding_groups(checkpoint, weights, methods, options, run)

@@ -102,34 +102,23 @@ def weighted_frequencies(
 ) -> Frequencies:
     """Weighted and recent/earlier document frequencies of (text, weight, is recent) documents.
 
-    `models.idf.document_frequencies` counts every document once; this is the same count with a
-    weight per document and the two windows of the trend test.
+    `models.idf.document_frequencies` counts every document once; this is the same count (over
+    the same `distinct_tokens`) with a weight per document and the two windows of the trend test.
     """
     import numpy as np
+
+    from models.idf import distinct_tokens
 
     vocab = len(tokenizer)
     weighted = np.zeros(vocab, dtype=np.float64)
     recent = np.zeros(vocab, dtype=np.int64)
     earlier = np.zeros(vocab, dtype=np.int64)
     totals = {"weight": 0.0, "recent": 0, "earlier": 0}
-    batch: list[tuple[str, float, bool]] = []
-
-    def flush() -> None:
-        encoded = tokenizer([t for t, _, _ in batch], add_special_tokens=False, verbose=False)["input_ids"]
-        for ids, (_, weight, is_recent) in zip(encoded, batch, strict=True):
-            unique = np.unique(np.asarray(ids, dtype=np.int64))
-            weighted[unique] += weight
-            (recent if is_recent else earlier)[unique] += 1
-            totals["weight"] += weight
-            totals["recent" if is_recent else "earlier"] += 1
-        batch.clear()
-
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+    for (_, weight, is_recent), unique in distinct_tokens(docs, tokenizer, lambda d: d[0], batch_size):
+        weighted[unique] += weight
+        (recent if is_recent else earlier)[unique] += 1
+        totals["weight"] += weight
+        totals["recent" if is_recent else "earlier"] += 1
     return Frequencies(
         weighted, totals["weight"], recent, earlier, int(totals["recent"]), int(totals["earlier"])
     )

@@ -30,6 +30,7 @@ from typing import Annotated, Any
 import typer
 
 from common.errors import WorkbenchError
+from common.files import write_jsonl
 from harness.console import console, meter, user_errors
 from harness.prepare.step import StepRun, run_step
 
@@ -110,19 +111,6 @@ def _text_id(language: str, text: str) -> str:
     return f"{language}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    import json
-
-    from common.files import atomic_write
-
-    n = 0
-    with atomic_write(path) as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
 def _write_beir(
     run: StepRun,
     name: str,
@@ -135,8 +123,8 @@ def _write_beir(
 
     folder = run.out / name
     judged = {qid for rows in qrels.values() for qid, _ in rows}
-    counts: dict[str, Any] = {"documents": _write_jsonl(folder / "corpus.jsonl", corpus)}
-    counts["queries"] = _write_jsonl(
+    counts: dict[str, Any] = {"documents": write_jsonl(folder / "corpus.jsonl", corpus)}
+    counts["queries"] = write_jsonl(
         folder / "queries.jsonl", (q for q in queries.values() if q["_id"] in judged)
     )
     for split in SPLITS:
@@ -344,7 +332,7 @@ def build_bilingual(
                         "localisation file",
                         [packages[app.en_package], packages[app.ko_package]],
                     )
-            run.count("aligned strings", _write_jsonl(run.out / "aligned.jsonl", aligned))
+            run.count("aligned strings", write_jsonl(run.out / "aligned.jsonl", aligned))
         for name, (description, method, unit, used) in cards.items():
             (run.out / name / "README.md").write_text(
                 _card(name, description, method, unit, used, folders[name], seed), encoding="utf-8"
