@@ -31,7 +31,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/evaluation_speed.py
 	$(PY) benchmarks/train_throughput.py
 
-# the baseline trains on the embedded GIMP splits: rebuild them from Debian's packages and check
+# the embedded GIMP splits (the default training and evaluation data): rebuild them from Debian's packages and check
 # that the rebuild is byte-identical to what ships (apt-get download needs the Debian mirror)
 prepare-baseline: $(VENV)/.installed
 	$(PY) -m harness.prepare.gimp --out data/prepared/gimp

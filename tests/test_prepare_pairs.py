@@ -200,11 +200,11 @@ def test_preset_writes_the_folders_the_configs_name(tmp_path: Path) -> None:
     manifests = build_pairs_preset("baseline", {"kowiki": ko, "namuwiki": namu}, tmp_path / "prepared")
     assert manifests["kowiki"]["params"]["sample"] == 5000
     folders = sorted(p.name for p in (tmp_path / "prepared").iterdir())
-    assert folders == ["kowiki-pairs", "namuwiki-pairs"]
+    assert folders == ["baseline-kowiki-pairs", "baseline-namuwiki-pairs"]
     config = load_yaml_model(
-        Path(__file__).resolve().parents[1] / "configs/pretrain_korean.yaml", TrainingConfig
+        Path(__file__).resolve().parents[1] / "configs/baseline_dgx.yaml", TrainingConfig
     )
-    assert {f"data/prepared/{f}" for f in folders} <= set(config.data.train)
+    assert [f"data/prepared/{f}" for f in folders] == config.data.train
 
 
 def test_cli(tmp_path: Path) -> None:

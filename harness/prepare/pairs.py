@@ -26,8 +26,9 @@ below `train` fraction -> train, below train + dev -> dev, else test. An empty s
 `--sample N` keeps N pairs of each input by reservoir sampling (seeded), so memory holds N pairs;
 without it, articles stream straight to the output and memory holds the ids seen (for duplicate
 detection) and a hash per written document. The `baseline` preset: 5,000 pairs of Korean
-Wikipedia into `data/prepared/kowiki-pairs` and 5,000 of NamuWiki into `data/prepared/namuwiki-pairs`,
-the folders `configs/pretrain_korean*.yaml` train on.
+Wikipedia into `data/prepared/baseline-kowiki-pairs` and 5,000 of NamuWiki into
+`data/prepared/baseline-namuwiki-pairs`, the 10K pairs `configs/baseline_dgx.yaml` trains on (the
+full `pairs` outputs, `kowiki-pairs` and `namuwiki-pairs`, are what `pretrain_korean*.yaml` name).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ KINDS = ("title-summary", "title-paragraph", "section", "ict")
 SPLITS = ("train", "dev", "test")
 # preset name -> input name -> (output folder name, pairs sampled from that input)
 PRESETS: dict[str, dict[str, tuple[str, int]]] = {
-    "baseline": {"kowiki": ("kowiki-pairs", 5000), "namuwiki": ("namuwiki-pairs", 5000)},
+    "baseline": {"kowiki": ("baseline-kowiki-pairs", 5000), "namuwiki": ("baseline-namuwiki-pairs", 5000)},
 }
 
 _SENTENCE_END = re.compile(r"[.?!。？！]+[\"'”’」』)\]]*(?=\s|$)")
