@@ -22,6 +22,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,7 +156,7 @@ class Leaderboard:
                 self._check_schema()
             else:
                 self._open_schema()
-                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._switch_to_wal(timeout_s)
         except WorkbenchError:
             self._conn.close()
             raise
@@ -175,6 +176,20 @@ class Leaderboard:
             raise WorkbenchError(
                 f"{self.path}: leaderboard schema version {version}, this code reads version {SCHEMA_VERSION}"
             )
+
+    def _switch_to_wal(self, timeout_s: float) -> None:
+        """WAL mode, which the file keeps once set. Switching needs the file to itself and SQLite
+        does not wait for that under the busy timeout (two writers opening a new file at once
+        see "database is locked" at once), so the switch is retried here until `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _open_schema(self) -> None:
         """Check the schema version; create the schema in a file that has none yet."""
