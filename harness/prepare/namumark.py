@@ -23,13 +23,10 @@ from __future__ import annotations
 import re
 
 from harness.prepare.wikitext import (
-    BOILERPLATE_SECTIONS,
     Section,
-    has_protected,
     outer_spans,
-    paragraphs_of,
     protect,
-    restore,
+    sections_of,
     tidy,
 )
 
@@ -127,44 +124,22 @@ def _table_row(line: str) -> str:
     return " ".join(c for c in cells if c)
 
 
+def _namumark_line(raw: str) -> tuple[str, bool] | None:
+    stripped = raw.strip()
+    if _RULE.match(stripped):
+        return "", False
+    if stripped.startswith("##"):
+        return None  # a comment line
+    if stripped.startswith("||") or (stripped.endswith("||") and "||" in stripped[:-2]):
+        row = tidy(_table_row(stripped))
+        return (row, True) if row else None
+    marker = _LIST.match(raw)
+    line = tidy(raw[marker.end() :] if marker else raw)
+    if marker and not line:
+        return None
+    return line, marker is not None
+
+
 def namumark_sections(text: str) -> list[Section]:
     """The lead and the sections of a NamuWiki document as plain text (see the module docstring)."""
-    sections = [Section("", 0)]
-    lines: list[tuple[str, bool]] = []
-
-    cleaned = clean_namumark(text)
-    literal = has_protected(cleaned)
-
-    def close() -> None:
-        found = paragraphs_of(lines)
-        sections[-1].paragraphs = [restore(p) for p in found] if literal else found
-        lines.clear()
-
-    for raw in cleaned.split("\n"):
-        stripped = raw.strip()
-        heading = _HEADING.match(stripped)
-        if heading:
-            close()
-            sections.append(Section(restore(tidy(heading.group(2))), len(heading.group(1))))
-            continue
-        if _RULE.match(stripped):
-            lines.append(("", False))
-            continue
-        if stripped.startswith("##"):
-            continue  # a comment line
-        if stripped.startswith("||") or (stripped.endswith("||") and "||" in stripped[:-2]):
-            row = tidy(_table_row(stripped))
-            if row:
-                lines.append((row, True))
-            continue
-        marker = _LIST.match(raw)
-        line = tidy(raw[marker.end() :] if marker else raw)
-        if marker and not line:
-            continue
-        lines.append((line, marker is not None))
-    close()
-    return [
-        s
-        for i, s in enumerate(sections)
-        if i == 0 or (s.paragraphs and s.title.casefold() not in BOILERPLATE_SECTIONS)
-    ]
+    return sections_of(clean_namumark(text), _HEADING, _namumark_line)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,12 +296,15 @@ def paragraphs_of(lines: list[tuple[str, bool]]) -> list[str]:
     return paragraphs
 
 
-def wikitext_sections(text: str) -> list[Section]:
-    """The lead and the sections of a page's wikitext as plain text (see the module docstring)."""
+def sections_of(
+    cleaned: str, heading: re.Pattern[str], body_line: Callable[[str], tuple[str, bool] | None]
+) -> list[Section]:
+    """The lead and the sections of markup already cleaned to lines: `heading` matches a heading
+    line (group 1 its `=` run, group 2 its title); `body_line(raw)` gives any other line as
+    (text, is a list item or table row), or None to leave it out. Empty sections and boilerplate
+    ones (references, external links) are dropped; the lead is always kept."""
     sections = [Section("", 0)]
     lines: list[tuple[str, bool]] = []
-
-    cleaned = clean_markup(text)
     literal = has_protected(cleaned)
 
     def close() -> None:
@@ -309,25 +313,33 @@ def wikitext_sections(text: str) -> list[Section]:
         lines.clear()
 
     for raw in cleaned.split("\n"):
-        heading = _HEADING.match(raw.strip())
-        if heading:
+        match = heading.match(raw.strip())
+        if match:
             close()
-            sections.append(Section(restore(tidy(heading.group(2))), len(heading.group(1))))
-            continue
-        if _RULE.match(raw):
-            lines.append(("", False))
-            continue
-        marker = _LIST.match(raw)
-        line = tidy(raw[marker.end() :] if marker else raw)
-        if marker and not line:
-            continue  # a list item emptied by the cleaning (an image, a template)
-        lines.append((line, marker is not None))
+            sections.append(Section(restore(tidy(match.group(2))), len(match.group(1))))
+        elif (line := body_line(raw)) is not None:
+            lines.append(line)
     close()
     return [
         s
         for i, s in enumerate(sections)
         if i == 0 or (s.paragraphs and s.title.casefold() not in BOILERPLATE_SECTIONS)
     ]
+
+
+def _wikitext_line(raw: str) -> tuple[str, bool] | None:
+    if _RULE.match(raw):
+        return "", False
+    marker = _LIST.match(raw)
+    line = tidy(raw[marker.end() :] if marker else raw)
+    if marker and not line:
+        return None  # a list item emptied by the cleaning (an image, a template)
+    return line, marker is not None
+
+
+def wikitext_sections(text: str) -> list[Section]:
+    """The lead and the sections of a page's wikitext as plain text (see the module docstring)."""
+    return sections_of(clean_markup(text), _HEADING, _wikitext_line)
 
 
 def article_record(
