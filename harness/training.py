@@ -5,12 +5,17 @@ evaluates each saved checkpoint with the same code as `evaluate.py` and stores i
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from common.errors import WorkbenchError
-from common.files import make_folder, read_pair_scores
+from common.files import make_folder, read_pair_scores, write_json
+from common.paths import cache_dir
+from harness.cache import read_cache
 from harness.console import console
 from harness.datasets import Dataset, load_dataset, resolve_dataset
 from harness.evaluation import validate_metrics
@@ -30,6 +35,7 @@ __all__ = [
     "checkpoint_evaluator",
     "progress_line",
     "resolve_base_model",
+    "teacher_scores",
 ]
 
 # named base models that work offline (a config's model.base may name one)
@@ -113,10 +119,10 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
                 data_cfg.negatives_retriever,
                 data_cfg.negatives_depth,
             )
-        teacher = _teacher(config, data, spec.name, pairs)
         doc_ids = list(data.corpus)
         rng = random.Random(config.seed)
         topped_up = 0
+        candidates: list[list[str]] = []  # per pair: the positive, then its negatives
         for qid, doc in pairs:
             mined = (negatives or {}).get((qid, doc), [])[: data_cfg.hard_negatives]
             judged = {d for d, rel in qrels[qid].items() if rel > 0}
@@ -129,12 +135,16 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
                 raise WorkbenchError(
                     f"{spec.name}: too few documents for {data_cfg.hard_negatives} negatives"
                 )
+            candidates.append([doc, *mined])
+        query_ids = [qid for qid, _ in pairs]
+        teacher = _teacher(config, data, spec.name, list(zip(query_ids, candidates, strict=True)))
+        for qid, docs in zip(query_ids, candidates, strict=True):
             examples.append(
                 Example(
                     query=data.queries[qid],
-                    positive=data.corpus[doc].full_text,
-                    negatives=tuple(data.corpus[d].full_text for d in mined),
-                    teacher_scores=None if teacher is None else teacher(qid, [doc, *mined]),
+                    positive=data.corpus[docs[0]].full_text,
+                    negatives=tuple(data.corpus[d].full_text for d in docs[1:]),
+                    teacher_scores=None if teacher is None else teacher(qid, docs),
                 )
             )
         console.log(f"{spec.name}: {len(pairs)} training pairs, {topped_up} random negatives topped up")
@@ -151,14 +161,14 @@ def _teacher(
     config: TrainingConfig,
     data: Dataset,
     name: str,
-    pairs: list[tuple[str, str]],
+    candidates: list[tuple[str, list[str]]],
 ) -> Callable[[str, list[str]], tuple[float, ...]] | None:
     """Teacher scores of a query's candidates (positive first), or None without distillation.
 
     `data`: teacher/<split>.tsv beside the qrels (query-id, corpus-id, score), every candidate
-    scored. `ensemble`: each of the two retrievers scores the whole corpus for the training
-    queries; per query, each teacher's candidate scores are min-max normalised, averaged and scaled.
-    Random negatives topped up later are scored the same way (0 where a retriever did not match).
+    scored. `ensemble`: each of the two retrievers scores the examples' candidates
+    (`teacher_scores`, cached); per query, each teacher's candidate scores are min-max normalised,
+    averaged and scaled (0 where a retriever did not match a candidate).
     """
     if config.data.teacher == "none":
         return None
@@ -182,19 +192,59 @@ def _teacher(
 
     from models.losses import ensemble_teacher_scores
 
-    queries = {qid: data.queries[qid] for qid, _ in pairs}
-    scores = []
-    for model in config.data.teacher_models:
-        retriever = resolve_retriever(model).build()
-        retriever.index(data)
-        scores.append(retriever.search(queries, len(data.corpus)).to_dict())
-    dense, sparse = scores
+    wanted: dict[str, set[str]] = {}
+    for qid, docs in candidates:
+        wanted.setdefault(qid, set()).update(docs)
+    dense, sparse = (teacher_scores(model, data, wanted) for model in config.data.teacher_models)
 
     def from_ensemble(qid: str, docs: list[str]) -> tuple[float, ...]:
-        rows = [torch.tensor([[table.get(qid, {}).get(d, 0.0) for d in docs]]) for table in (dense, sparse)]
+        rows = [torch.tensor([[table[qid].get(d, 0.0) for d in docs]]) for table in (dense, sparse)]
         return tuple(ensemble_teacher_scores(*rows, scale=config.data.teacher_scale)[0].tolist())
 
     return from_ensemble
+
+
+def teacher_scores(
+    model: str, data: Dataset, wanted: Mapping[str, Collection[str]]
+) -> dict[str, dict[str, float]]:
+    """`model`'s score of each (query id, document id) in `wanted` (absent: did not match), cached.
+
+    A retriever whose scores do not depend on the other documents (dense: a dot product of two
+    vectors) encodes only the wanted documents, which makes a slow dense teacher affordable; any
+    other (BM25: idf and length norms come from the whole corpus) indexes the whole corpus as it
+    would in an evaluation. The table is kept under the cache folder, keyed by the retriever's
+    model hash, the corpus, the queries' texts and the wanted pairs: computed once per training set.
+    """
+    retriever = resolve_retriever(model).build()
+    queries = {qid: data.queries[qid] for qid in wanted}
+    key = hashlib.sha256(
+        json.dumps(
+            [data.corpus_checksum, sorted((q, queries[q], sorted(docs)) for q, docs in wanted.items())],
+            ensure_ascii=False,
+        ).encode()
+    ).hexdigest()[:24]
+    folder = f"{retriever.spec.family}-{retriever.model_hash()}"
+    path = cache_dir() / "teacher-scores" / folder / f"{key}.json"
+    if path.is_file():
+        cached = read_cache(path, lambda: json.loads(path.read_text(encoding="utf-8")))
+        if cached is not None:
+            return cached
+    if retriever.scores_independent_of_corpus and not retriever.cache_path(data).exists():
+        needed = set().union(*wanted.values()) if wanted else set()
+        corpus = {doc_id: doc for doc_id, doc in data.corpus.items() if doc_id in needed}
+        retriever.index(dataclasses.replace(data, corpus=corpus), use_cache=False)
+    else:
+        retriever.index(data)
+        corpus = data.corpus
+    ranked = retriever.search(queries, len(corpus)).to_dict()
+    table = {
+        qid: {doc: float(score) for doc, score in ranked.get(qid, {}).items() if doc in docs}
+        for qid, docs in wanted.items()
+    }
+    write_json(path, table)
+    pairs = sum(map(len, wanted.values()))
+    console.log(f"{retriever.spec.name}: teacher scores of {pairs} pairs cached in {path}")
+    return table
 
 
 def checkpoint_evaluator(

@@ -53,6 +53,23 @@ def test_gzip_files_and_trec_qrels_read_the_same(tiny_beir: Path, tmp_path: Path
     assert (a.corpus, a.queries, a.qrels) == (b.corpus, b.queries, b.qrels)
 
 
+def test_corpus_checksum_depends_on_the_documents_only(tiny_beir: Path, tmp_path: Path) -> None:
+    """Indexes are cached by it: tasks with the same corpus (gimp-en, gimp-ko-en) share them."""
+    other = tmp_path / "other-queries"
+    shutil.copytree(tiny_beir, other)
+    (other / "queries.jsonl").write_text(json.dumps({"_id": "x", "text": "another query"}) + "\n")
+    (other / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nx\td1\t1\n")
+    a, b = load_beir(tiny_beir), load_beir(other)
+    assert a.checksum != b.checksum and a.corpus_checksum == b.corpus_checksum
+    expected = hashlib.sha256(
+        "".join(f"{i}\0{d.title}\0{d.text}\0" for i, d in a.corpus.items()).encode()
+    ).hexdigest()
+    assert a.corpus_checksum == expected
+    b.corpus["d1"] = Document(b.corpus["d1"].title, b.corpus["d1"].text + " changed")
+    del b.__dict__["corpus_checksum"]  # computed once per loaded dataset; recompute for the edit
+    assert b.corpus_checksum != a.corpus_checksum
+
+
 @pytest.mark.parametrize(
     ("file", "content", "message"),
     [

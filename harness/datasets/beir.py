@@ -14,8 +14,10 @@ With `strict=True` unknown ids are errors instead. Duplicate ids are always erro
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -48,6 +50,17 @@ class Dataset:
     qrels: dict[str, dict[str, dict[str, int]]]
     checksum: str
     warnings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def corpus_checksum(self) -> str:
+        """sha256 of the documents alone (ids, titles, texts, in corpus order): what an index
+        depends on. Tasks that share a corpus (gimp-en and gimp-ko-en) share their indexes."""
+        digest = hashlib.sha256()
+        for doc_id, doc in self.corpus.items():
+            for part in (doc_id, doc.title, doc.text):
+                digest.update(part.encode("utf-8", "surrogatepass"))
+                digest.update(b"\0")
+        return digest.hexdigest()
 
     def split_queries(self, split: str) -> dict[str, str]:
         """The queries judged in `split`, in qrels order."""

@@ -51,6 +51,10 @@ class RetrieverSpec:
 class Retriever(ABC):
     """Index a corpus once, then search queries for their top k documents."""
 
+    # True where a document's score does not depend on the other documents (a dense dot product),
+    # so that scoring a few documents needs only those indexed; BM25's idf and length norm do
+    scores_independent_of_corpus: bool = False
+
     def __init__(self, spec: RetrieverSpec) -> None:
         self.spec = spec
 
@@ -64,8 +68,10 @@ class Retriever(ABC):
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def cache_path(self, dataset: Dataset) -> Path:
-        """Where this retriever's index of `dataset` is kept: retriever + dataset checksum."""
-        return cache_dir() / "indexes" / f"{self.spec.family}-{self.model_hash()}" / dataset.checksum[:24]
+        """Where this retriever's index of `dataset` is kept: retriever + the corpus's checksum
+        (an index depends on the documents only, not on the queries or judgments)."""
+        folder = f"{self.spec.family}-{self.model_hash()}"
+        return cache_dir() / "indexes" / folder / dataset.corpus_checksum[:24]
 
     @abstractmethod
     def index(self, dataset: Dataset, use_cache: bool = True) -> None:

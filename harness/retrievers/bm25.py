@@ -124,7 +124,8 @@ class BM25Retriever(Retriever):
     def _analyze_field(self, dataset: Dataset, field: str, use_cache: bool) -> list[list[str]]:
         """Tokens of one `Document` field ("full_text", "title", "text") of every document, cached."""
         suffix = "" if field == "full_text" else f"-{field}"
-        tokens_file = cache_dir() / "analyzed" / self.analyzer.key / f"{dataset.checksum[:24]}{suffix}.npz"
+        name = f"{dataset.corpus_checksum[:24]}{suffix}.npz"
+        tokens_file = cache_dir() / "analyzed" / self.analyzer.key / name
         return analyze_cached(
             self.analyzer,
             [getattr(doc, field) for doc in dataset.corpus.values()],
