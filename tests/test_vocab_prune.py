@@ -403,3 +403,13 @@ def test_registered_dataset_names_go_through_the_given_resolver(tmp_path: Path) 
         read_corpus("other", datasets)
     with pytest.raises(WorkbenchError, match="empty corpus"):
         read_corpus("blank", lambda name: Corpus(name, (" ",)))
+
+
+def test_harness_reads_registered_datasets_as_their_documents() -> None:
+    from harness.vocab_prune import dataset_corpus
+
+    corpus = dataset_corpus("gimp-ko")
+    assert len(corpus.documents) == 1908 and corpus.queries == ()
+    assert corpus.source == "dataset gimp-ko"
+    with pytest.raises(WorkbenchError, match="unknown dataset 'no-such-set'"):
+        read_corpus("no-such-set", dataset_corpus)
