@@ -98,6 +98,7 @@ def bench(model_name: str, names: list[str], n_docs: int, repeats: int) -> dict[
         "encode_docs_per_s_pruned": round(len(texts) / best["pruned"], 1),
         "encode_speedup": round(best["source"] / best["pruned"], 3),
         "max_abs_diff_at_kept_ids": worst,
+        "report": {key: value for key, value in report.items() if key != "kept_old_ids"},
     }
 
 
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from rich.console import Console
     from rich.table import Table
+
+    from models.vocab_prune import report_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="", help="a masked-LM folder (default: the small English SPLADE)")
@@ -118,27 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     names = args.corpus or ["gimp-ko", "gimp-en"]
     r = in_subprocess(bench, args.model, names, args.docs, args.repeats)
     console = Console()
-    title = (
-        f"Vocabulary pruning, {r['model']} ({r['tokenizer_model']}): {r['vocab_before']:,} -> "
-        f"{r['vocab_after']:,} pieces on the documents of {', '.join(names)}, in {r['prune_s']} s"
-    )
-    table = Table(title=title)
-    for column in (
-        "text",
-        "role",
-        "texts",
-        "tokens",
-        "changed texts",
-        "changed tokens",
-        "<unk> before -> after",
-    ):
-        table.add_column(column, justify="left" if column in ("text", "role") else "right")
-    for spec, row in r["tokenization"].items():
-        table.add_row(
-            spec, row["role"], f"{row['texts']:,}", f"{row['tokens']:,}", f"{row['changed_texts']:,}",
-            f"{row['changed_token_share']:.2%}", f"{row['unk_before']:,} -> {row['unk_after']:,}",
-        )  # fmt: skip
-    console.print(table)
+    console.print(f"Pruning {r['model']} on the documents of {', '.join(names)}: {r['prune_s']} s")
+    console.print(report_table(r["report"]))
     speed = Table(title=f"SPLADE-doc encoding, {r['docs']} documents, {r['threads']} threads")
     cells = {
         "source docs/s": f"{r['encode_docs_per_s_source']:,}",
