@@ -264,7 +264,7 @@ def checkpoint_evaluator(
     def evaluate_checkpoint(path: Path, step: int, kind: str) -> dict[str, float] | None:
         if not datasets:
             return None
-        spec = splade_spec(str(path), name=f"{run_id}@{step}")
+        spec = splade_spec(str(path), name=f"{run_id}@{step}", bf16=config.train.bf16)
         report_dir = Path(config.output_dir) / "evaluations" / path.name
         run = {"run_id": run_id, "step": step, "checkpoint_kind": kind, "config_hash": config.fingerprint()}
         result = evaluate_report_record(

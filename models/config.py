@@ -30,6 +30,9 @@ class ModelConfig(StrictModel):
     activation: Literal["log1p", "l0"] = "log1p"
     idf: str = "corpus"  # corpus: computed on the training documents; base: the base's idf.json; or a path
     trainable_idf: bool = False
+    # top encoder layers trained with the MLM head (embeddings, tied decoder and lower layers frozen:
+    # models.encoder.train_top_layers); None trains the whole model
+    train_layers: int | None = Field(None, ge=0)
 
 
 class DataConfig(StrictModel):
@@ -67,7 +70,9 @@ class TrainConfig(StrictModel):
     warmup_steps: int = Field(0, ge=0)
     max_steps: int = Field(100, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    bf16: Literal["auto", "on", "off"] = "auto"  # auto: BF16 autocast on CUDA, fp32 on CPU
+    # auto: BF16 autocast on CUDA, fp32 on CPU; on: BF16 on CPU too (fast on CPUs with AMX), checkpoints
+    # evaluated in BF16 as well
+    bf16: Literal["auto", "on", "off"] = "auto"
     save_every: int = Field(50, ge=1)
     log_every: int = Field(10, ge=1)
     keep_checkpoints: int = Field(2, ge=1)

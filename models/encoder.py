@@ -29,6 +29,7 @@ __all__ = [
     "SpladeDocEncoder",
     "max_pooled_logits",
     "splade_activation",
+    "train_top_layers",
     "vocabulary_projection_skipped",
 ]
 
@@ -162,20 +163,54 @@ class _MaxPooledLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         hidden, weight, rows = ctx.saved_tensors
+        needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         text, token = grad.nonzero(as_tuple=True)
-        values = grad[text, token].to(weight.dtype).unsqueeze(1)
-        source = rows[text, token]
-        grad_hidden = torch.zeros(hidden.shape, dtype=weight.dtype, device=hidden.device)
-        grad_hidden.index_add_(0, source, values * weight[token])
-        grad_weight = torch.zeros_like(weight).index_add_(0, token, values * hidden[source].to(weight.dtype))
-        grad_bias = grad.sum(dim=0).to(weight.dtype) if ctx.has_bias else None
-        return grad_hidden.to(hidden.dtype), grad_weight, grad_bias, None
+        # the gradient of the logits: nonzero only at each maximum's (row, token), as a sparse matrix
+        scatter = torch.sparse_coo_tensor(
+            torch.stack([rows[text, token], token]),
+            grad[text, token].to(weight.dtype),
+            (hidden.shape[0], weight.shape[0]),
+            check_invariants=False,  # in range by construction: rows of hidden, ids of the vocabulary
+        )
+        grad_hidden = torch.sparse.mm(scatter, weight).to(hidden.dtype) if needs_hidden else None
+        grad_weight = torch.sparse.mm(scatter.t(), hidden.to(weight.dtype)) if needs_weight else None
+        grad_bias = grad.sum(dim=0).to(weight.dtype) if ctx.has_bias and needs_bias else None
+        return grad_hidden, grad_weight, grad_bias, None
 
 
 def max_pooled_logits(hidden: torch.Tensor, lengths: list[int], projection: torch.nn.Linear) -> torch.Tensor:
     """Differentiable (texts, vocab) per-text maxima of the vocabulary projection of `hidden`
     (positions text after text, `lengths` of them each), without the whole logits."""
     return _MaxPooledLogits.apply(hidden, projection.weight, projection.bias, lengths)
+
+
+def train_top_layers(model: Any, layers: int) -> list[tuple[str, torch.nn.Parameter]]:
+    """Freeze a masked-LM but for its MLM head and its top `layers` encoder layers; the trained
+    (name, parameter) pairs.
+
+    The head is every parameter outside the base model except the decoder weight, which is tied to
+    the input embeddings (or is their output twin): it stays frozen with them, so that the
+    vocabulary, and the query side's tokens, keep their meaning. The frozen embeddings and layers
+    are put in eval mode (no dropout: a fixed feature extractor, and dropout is a fifth of a CPU
+    step); call this after `model.train()`.
+    """
+    stack = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if stack is None:
+        raise WorkbenchError(f"{type(model).__name__}: no encoder.layer stack to train the top layers of")
+    if not 0 <= layers <= len(stack):
+        raise WorkbenchError(
+            f"train_layers must be between 0 and the model's {len(stack)} layers, got {layers}"
+        )
+    top = {id(p) for layer in list(stack)[len(stack) - layers :] for p in layer.parameters()}
+    decoder = model.get_output_embeddings().weight
+    prefix = f"{model.base_model_prefix}."
+    for name, parameter in model.named_parameters():
+        head = not name.startswith(prefix) and parameter is not decoder
+        parameter.requires_grad_(head or id(parameter) in top)
+    model.base_model.embeddings.eval()
+    for layer in list(stack)[: len(stack) - layers]:
+        layer.eval()
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
 
 def _prefix_before_space(text: str, budget: int) -> str | None:
@@ -207,12 +242,14 @@ class SpladeDocEncoder:
         activation: Activation = "log1p",
         pruning: Pruning | None = None,
         device: str | None = None,
+        bf16: bool | None = None,  # BF16 autocast; None: on CUDA only (CPUs with AMX gain ~1.8x too)
     ) -> None:
         if activation not in ("log1p", "l0"):
             raise ValueError(f"activation must be 'log1p' or 'l0', got {activation!r}")
         if not getattr(tokenizer, "is_fast", False):
             raise ModelLoadError("a fast (Rust) tokenizer is required: save the tokenizer as tokenizer.json")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.bf16 = self.device.type == "cuda" if bf16 is None else bf16
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_length = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
@@ -304,9 +341,8 @@ class SpladeDocEncoder:
         padded = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="pt")
         input_ids = padded["input_ids"].to(self.device)
         mask = padded["attention_mask"].to(self.device)
-        use_bf16 = self.device.type == "cuda"
         projection = self.model.get_output_embeddings()
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             with vocabulary_projection_skipped(self.model) as captured:
                 self.model(input_ids=input_ids, attention_mask=mask)
             hidden = captured[0][mask.bool()]  # (non-padding positions, hidden), text after text

@@ -52,7 +52,12 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.config import TrainingConfig
-from models.encoder import max_pooled_logits, splade_activation, vocabulary_projection_skipped
+from models.encoder import (
+    max_pooled_logits,
+    splade_activation,
+    train_top_layers,
+    vocabulary_projection_skipped,
+)
 from models.idf import IdfWeights
 from models.losses import IdfAwarePenalty, build_loss
 
@@ -196,6 +201,11 @@ class Trainer:
         )
         self.model = model.to(self.device).train()
         self.module = self.model
+        if config.model.train_layers is not None:
+            try:
+                train_top_layers(self.module, config.model.train_layers)
+            except WorkbenchError as exc:
+                raise WorkbenchError(f"model.train_layers: {exc}") from None
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(self.module)
         self.idf_weights = torch.nn.Parameter(

@@ -83,7 +83,9 @@ __all__ = [
     "prune_tokenizer_json",
     "prune_vocabulary",
     "read_corpus",
+    "refuse_output",
     "report_table",
+    "rich_track",
     "seen_ids",
     "text_file_corpus",
     "tokenization_change",
@@ -546,7 +548,7 @@ def prune(
     return Pruned(pruned_model, pruned_tokenizer, report)
 
 
-def _refuse_output(model_dir: Path, out_dir: Path, force: bool) -> None:
+def refuse_output(model_dir: Path, out_dir: Path, force: bool) -> None:
     source, out = Path(model_dir).expanduser().resolve(), Path(out_dir).expanduser().resolve()
     if out == source or out in source.parents:
         raise WorkbenchError(f"{out_dir}: would replace the source model {model_dir}; choose another --out")
@@ -564,7 +566,7 @@ def prune_vocabulary(
 ) -> dict[str, Any]:
     """Prune the masked-LM in `model_dir` to `corpora` and write a complete checkpoint to `out_dir`
     (an existing one only with `force`); the report is returned and kept in its manifest."""
-    _refuse_output(model_dir, out_dir, force)
+    refuse_output(model_dir, out_dir, force)
     if not corpora:
         raise WorkbenchError("vocabulary pruning needs at least one corpus")
     model, tokenizer = load_masked_lm(model_dir)
@@ -628,11 +630,11 @@ def report_table(report: dict[str, Any]) -> Any:
     return table
 
 
-def _rich_track(console: Any) -> Track:
+def rich_track(console: Any) -> Track:
     def track(items: Iterable[Any], description: str, total: int) -> Iterable[Any]:
-        from rich.progress import track as rich_track
+        from rich.progress import track as rich_progress
 
-        return rich_track(items, description=description, total=total, console=console, transient=True)
+        return rich_progress(items, description=description, total=total, console=console, transient=True)
 
     return track
 
@@ -656,10 +658,10 @@ def main(argv: Sequence[str] | None = None, datasets: DatasetResolver | None = N
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        _refuse_output(args.model, args.out, args.force)
+        refuse_output(args.model, args.out, args.force)
         corpora = [read_corpus(spec, datasets) for spec in args.corpus]
         checks = [read_corpus(spec, datasets) for spec in args.check]
-        report = prune_vocabulary(args.model, args.out, corpora, checks, args.force, _rich_track(console))
+        report = prune_vocabulary(args.model, args.out, corpora, checks, args.force, rich_track(console))
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -91,6 +91,22 @@ def test_batched_encoding_equals_reference_and_counts_truncation() -> None:
         )
 
 
+def test_bf16_encoding_on_cpu_is_close_to_fp32_and_a_retriever_option() -> None:
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_mlm(len(tokenizer), seed=3)
+    texts = ["검색 모델", "The crop tool removes the borders of an image.", "밝기 조절?"]
+    fp32 = SpladeDocEncoder(model, tokenizer, max_length=24, device="cpu").encode(texts).vectors.toarray()
+    encoder = SpladeDocEncoder(model, tokenizer, max_length=24, device="cpu", bf16=True)
+    assert encoder.bf16
+    bf16 = encoder.encode(texts).vectors.toarray()
+    assert not np.array_equal(bf16, fp32)  # it did run in BF16 ...
+    cosine = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cosine.min() > 0.99  # ... and BF16 keeps the vectors
+    with pytest.raises(WorkbenchError, match="bf16 must be 'auto', 'on' or 'off'"):
+        splade_spec("unused", bf16="yes").build()
+    assert splade_spec("x", bf16="on").fingerprint != splade_spec("x").fingerprint  # its own cache
+
+
 def test_fused_projection_equals_whole_logits_and_restores_the_model() -> None:
     """The encoder's chunked vocabulary projection (never the whole logits) gives the maxima of the
     whole logits, chunk boundaries inside and between texts alike, and leaves the model as it was."""

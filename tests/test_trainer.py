@@ -460,6 +460,21 @@ def test_ensemble_teacher_by_hand(tmp_path: Path, make_beir) -> None:
         assert example.teacher_scores == pytest.approx(by_hand, abs=1e-5)
 
 
+def test_train_layers_trains_the_head_and_the_top_layers_only(tmp_path: Path) -> None:
+    config = _config(tmp_path, eval_at_start=False)
+    config = config.model_copy(update={"model": config.model.model_copy(update={"train_layers": 1})})
+    trainer = _trainer(config)
+    before = {n: p.detach().clone() for n, p in trainer.module.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in trainer.module.named_parameters() if not torch.equal(p, before[n])}
+    assert "bert.encoder.layer.1.attention.self.query.weight" in changed
+    assert "cls.predictions.transform.dense.weight" in changed
+    assert not {n for n in changed if n.startswith(("bert.embeddings.", "bert.encoder.layer.0."))}
+    too_many = config.model_copy(update={"model": config.model.model_copy(update={"train_layers": 3})})
+    with pytest.raises(WorkbenchError, match="model.train_layers: .*2 layers, got 3"):
+        _trainer(too_many)
+
+
 def test_distillation_trains(tmp_path: Path) -> None:
     examples = [Example(e.query, e.positive, e.negatives, (3.0, 1.0)) for e in EXAMPLES]
     tokenizer = build_tiny_tokenizer()

@@ -186,9 +186,16 @@ class SpladeDocRetriever(_SparseRetriever):
         prune_ratio: float | None = None,
         prune_threshold: float | None = None,
         max_tokens_per_batch: int = 8192,
+        bf16: str = "auto",  # as train.bf16: auto (on CUDA only), on, off
     ) -> None:
         super().__init__(spec, model, idf, query_keys)
-        self.encoder_args = {"max_length": max_length, "activation": activation}
+        if bf16 not in ("auto", "on", "off"):
+            raise WorkbenchError(f"retriever {spec.name!r}: bf16 must be 'auto', 'on' or 'off', got {bf16!r}")
+        self.encoder_args = {
+            "max_length": max_length,
+            "activation": activation,
+            "bf16": None if bf16 == "auto" else bf16 == "on",
+        }
         self.pruning = (prune_top_k, prune_ratio, prune_threshold)
         self.max_tokens_per_batch = max_tokens_per_batch
         self._encoder: Any = None
