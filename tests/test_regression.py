@@ -42,3 +42,15 @@ def test_embedded_tasks_reproduce_their_anchors(tmp_path: Path) -> None:
     # the morphological analyzer finds significantly more of the relevant sections
     assert ko["bm25-plain"].significance["recall@100"]["significant"]
     assert ko["bm25-plain"].significance["recall@100"]["delta"] < 0
+
+
+def test_a_shallow_top_k_leaves_the_deeper_expectations_unchecked(tmp_path: Path) -> None:
+    registry = dataset_registry()
+    config = EvalConfig(top_k=100)
+    rows, warnings = evaluate_all([registry["gimp-ko"]], [get_retriever("bm25-ko")], config, tmp_path)
+    assert warnings == [
+        "top-k 100 is shallower than recall@1000, map@1000: those metrics see only the top 100"
+    ]
+    (row,) = rows
+    assert set(row.checks) == {"ndcg@10", "mrr@10", "recall@100"}  # recall@1000 of a top 100 is not one
+    assert row.verdict == "OK"
