@@ -127,6 +127,29 @@ def save_checkpoint(
     return out_dir
 
 
+def save_derived_checkpoint(
+    source: Path, out_dir: Path, model: Any, tokenizer: Any, idf: IdfWeights, step: dict[str, Any]
+) -> Path:
+    """Save a checkpoint made from the one in `source` (pruned, adapted, ...): its manifest names the
+    source (path, content fingerprint, manifest) beside `step` (e.g. {"vocab_pruning": report});
+    the source's inference and training lengths carry over."""
+    source_manifest = read_manifest(Path(source))
+    manifest = {
+        "source_model": str(source),
+        "source_fingerprint": model_fingerprint(source),
+        "source_manifest": source_manifest,
+    } | step
+    return save_checkpoint(
+        Path(out_dir),
+        model,
+        tokenizer,
+        idf,
+        manifest,
+        max_seq_length=inference_length(source),
+        train_max_length=source_manifest.get("train_max_length"),
+    )
+
+
 def copy_model(source: Path, target: Path) -> Path:
     """Copy a checkpoint without its trainer state (best_model/, final_model/), replacing `target`."""
     with atomic_dir(Path(target), replace=True) as tmp:

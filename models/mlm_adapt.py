@@ -41,15 +41,9 @@ from typing import Any
 import torch
 
 from common.errors import WorkbenchError
-from models.checkpoint import (
-    inference_length,
-    load_idf,
-    load_masked_lm,
-    model_fingerprint,
-    read_manifest,
-    save_checkpoint,
-)
+from models.checkpoint import load_idf, load_masked_lm, save_derived_checkpoint
 from models.encoder import train_top_layers
+from models.trainer import linear_warmup_decay
 from models.vocab_prune import Corpus, DatasetResolver, Track, read_corpus, refuse_output, rich_track
 
 __all__ = [
@@ -225,13 +219,9 @@ def adapt(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,
     )
-
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        return max(0.0, (config.steps - step) / max(1, config.steps - config.warmup_steps))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: linear_warmup_decay(step, config.warmup_steps, config.steps)
+    )
     losses: list[float] = []
     tokens = 0
     started = time.perf_counter()
@@ -249,7 +239,7 @@ def adapt(
         losses.append(loss.item())
         tokens += int(attention.sum())
     seconds = time.perf_counter() - started
-    for _, parameter in trained:
+    for parameter in model.parameters():  # unfrozen again, as it came
         parameter.requires_grad_(True)
     after = _held_out_score(model, held_out)
     window = max(1, min(20, len(losses) // 5))
@@ -288,22 +278,7 @@ def adapt_checkpoint(
     model, tokenizer = load_masked_lm(model_dir)
     idf = load_idf(Path(model_dir), tokenizer)
     report = adapt(model, tokenizer, corpora, config, progress)
-    source_manifest = read_manifest(Path(model_dir))
-    manifest = {
-        "source_model": str(model_dir),
-        "source_fingerprint": model_fingerprint(model_dir),
-        "source_manifest": source_manifest,
-        "mlm_adaptation": report,
-    }
-    save_checkpoint(
-        Path(out_dir),
-        model,
-        tokenizer,
-        idf,
-        manifest,
-        max_seq_length=inference_length(model_dir),
-        train_max_length=source_manifest.get("train_max_length"),
-    )
+    save_derived_checkpoint(Path(model_dir), Path(out_dir), model, tokenizer, idf, {"mlm_adaptation": report})
     return report
 
 

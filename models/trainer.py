@@ -164,6 +164,14 @@ def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(tensor), dim=0)
 
 
+def linear_warmup_decay(step: int, warm: int, total: int) -> float:
+    """The learning-rate factor of `step`: linear warm-up over `warm` steps, then linear decay to 0
+    at `total`."""
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (total - step) / max(1, total - warm))
+
+
 class Trainer:
     def __init__(
         self,
@@ -232,10 +240,7 @@ class Trainer:
     # ------------------------------------------------------------------ schedule and data
 
     def _lr_factor(self, step: int) -> float:
-        warm, total = self.config.train.warmup_steps, self.config.train.max_steps
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total - step) / max(1, total - warm))
+        return linear_warmup_decay(step, self.config.train.warmup_steps, self.config.train.max_steps)
 
     def _next_batch(self) -> list[Example]:
         """The next global batch in a seeded order (a new permutation each epoch)."""

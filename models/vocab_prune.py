@@ -58,12 +58,9 @@ import torch
 from common.errors import WorkbenchError
 from common.files import read_jsonl, read_lines
 from models.checkpoint import (
-    inference_length,
     load_masked_lm,
     load_tokenizer,
-    model_fingerprint,
-    read_manifest,
-    save_checkpoint,
+    save_derived_checkpoint,
 )
 from models.idf import IdfWeights
 
@@ -575,21 +572,8 @@ def prune_vocabulary(
         text for corpus in corpora for text in corpus.texts
     ]
     idf = IdfWeights.from_corpus(documents, pruned.tokenizer)
-    source_manifest = read_manifest(Path(model_dir))
-    manifest = {
-        "source_model": str(model_dir),
-        "source_fingerprint": model_fingerprint(model_dir),
-        "source_manifest": source_manifest,
-        "vocab_pruning": pruned.report,
-    }
-    save_checkpoint(
-        Path(out_dir),
-        pruned.model,
-        pruned.tokenizer,
-        idf,
-        manifest,
-        max_seq_length=inference_length(model_dir),
-        train_max_length=source_manifest.get("train_max_length"),
+    save_derived_checkpoint(
+        Path(model_dir), Path(out_dir), pruned.model, pruned.tokenizer, idf, {"vocab_pruning": pruned.report}
     )
     return pruned.report
 
