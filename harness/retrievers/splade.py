@@ -27,7 +27,7 @@ from harness.cache import read_cache
 from harness.console import track
 from harness.datasets import Dataset
 from harness.ranking import Ranking
-from harness.retrievers.base import Retriever, RetrieverSpec
+from harness.retrievers.base import Retriever, RetrieverSpec, bf16_setting
 from harness.retrievers.registry import register
 from harness.sparse_index import SparseIndex
 
@@ -189,12 +189,10 @@ class SpladeDocRetriever(_SparseRetriever):
         bf16: str = "auto",  # as train.bf16: auto (on CUDA only), on, off
     ) -> None:
         super().__init__(spec, model, idf, query_keys)
-        if bf16 not in ("auto", "on", "off"):
-            raise WorkbenchError(f"retriever {spec.name!r}: bf16 must be 'auto', 'on' or 'off', got {bf16!r}")
         self.encoder_args = {
             "max_length": max_length,
             "activation": activation,
-            "bf16": None if bf16 == "auto" else bf16 == "on",
+            "bf16": bf16_setting(spec, bf16),
         }
         self.pruning = (prune_top_k, prune_ratio, prune_threshold)
         self.max_tokens_per_batch = max_tokens_per_batch
