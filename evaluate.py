@@ -277,6 +277,54 @@ def leaderboard_command(
     out.print(table)
 
 
+@app.command("export")
+def export_command(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="Checkpoint directory or named offline model (splade-en-tiny, ...)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Release directory to write.")],
+    name: Annotated[
+        str | None, typer.Option(help="Model name in OpenSearch (default: the --out folder name).")
+    ] = None,
+    version: Annotated[str, typer.Option(help="Model version in the register bodies.")] = "1.0.0",
+    idf_dataset: Annotated[
+        str | None,
+        typer.Option(help="Compute idf.json on this dataset's corpus (default: the checkpoint's)."),
+    ] = None,
+    url_base: Annotated[
+        str | None, typer.Option(help="URL the zips will be served from: the register bodies then carry url.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing release directory.")] = False,
+    leaderboard: BoardOption = None,
+) -> None:
+    """Export a model for OpenSearch doc-only mode: weights, tokenizer, idf.json, card, ML Commons zips."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from harness.console import console, user_errors
+    from harness.opensearch import export_release
+
+    with user_errors():
+        result = export_release(
+            model, out, name=name, version=version, idf_dataset=idf_dataset, url_base=url_base,
+            leaderboard=leaderboard, force=force,
+        )  # fmt: skip
+    table = Table(
+        title=f"release {escape(result.name)} {escape(result.version)} in {escape(str(result.out))}"
+    )
+    table.add_column("file")
+    table.add_column("bytes", justify="right")
+    table.add_column("sha256")
+    for path, entry in result.files.items():
+        table.add_row(escape(path), f"{entry['bytes']:,}", entry["sha256"][:16])
+    console.print(table)
+    plural = "" if len(result.rows) == 1 else "s"
+    console.print(f"model card: {len(result.rows)} leaderboard row{plural} of this model")
+
+
 @app.command("record")
 def record_command(
     report: Annotated[Path, typer.Argument(help="A report folder that evaluate.py or training wrote.")],

@@ -58,6 +58,7 @@ __all__ = [
     "read_manifest",
     "restore_weights",
     "save_checkpoint",
+    "write_checkpoint_files",
     "write_idf",
 ]
 
@@ -96,35 +97,54 @@ def save_checkpoint(
     model's positions) are added here. `trainer_state` (training checkpoints) is saved inside.
     """
     out_dir = Path(out_dir)
-    limit = _positions_limit(model, tokenizer)
-    length = min(max_seq_length, limit) if limit else max_seq_length
     with atomic_dir(out_dir, replace=True) as tmp:
-        bias = model.get_output_embeddings().bias
-        special = sorted(set(tokenizer.all_special_ids))
-        saved = bias[special].detach().clone()
-        try:
-            with torch.no_grad():
-                bias[special] = SPECIAL_LOGIT
-            model.save_pretrained(tmp, safe_serialization=True)
-        finally:
-            with torch.no_grad():
-                bias[special] = saved  # the caller's model is left as it was
-        tokenizer.save_pretrained(tmp)
-        idf.to_json(tmp / IDF_FILE)
-        record = (manifest or {}) | {  # the keys computed here win: they describe the folder
-            "format": FORMAT,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": library_versions(),
-            "max_seq_length": length,
-            "train_max_length": train_max_length,
-            "special_logit": SPECIAL_LOGIT,
-        }
-        write_json(tmp / MANIFEST_FILE, record, indent=1)
-        write_sentence_transformers_files(tmp, max_seq_length=length)
+        write_checkpoint_files(tmp, model, tokenizer, idf, manifest, max_seq_length, train_max_length)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / TRAINER_STATE_FILE)
         fault_point("checkpoint-saving")
     return out_dir
+
+
+def write_checkpoint_files(
+    folder: Path,
+    model: Any,
+    tokenizer: Any,
+    idf: IdfWeights,
+    manifest: dict[str, Any] | None = None,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    train_max_length: int | None = None,
+    pytorch_bin: bool = False,
+) -> int:
+    """The files of a checkpoint into `folder`, which the caller builds atomically (`save_checkpoint`,
+    a release export); `pytorch_bin` adds pytorch_model.bin beside model.safetensors. Returns the
+    inference length written (`max_seq_length` capped by the model's positions)."""
+    limit = _positions_limit(model, tokenizer)
+    length = min(max_seq_length, limit) if limit else max_seq_length
+    bias = model.get_output_embeddings().bias
+    special = sorted(set(tokenizer.all_special_ids))
+    saved = bias[special].detach().clone()
+    try:
+        with torch.no_grad():
+            bias[special] = SPECIAL_LOGIT
+        model.save_pretrained(folder, safe_serialization=True)
+        if pytorch_bin:
+            torch.save(model.state_dict(), Path(folder) / "pytorch_model.bin")
+    finally:
+        with torch.no_grad():
+            bias[special] = saved  # the caller's model is left as it was
+    tokenizer.save_pretrained(folder)
+    idf.to_json(Path(folder) / IDF_FILE)
+    record = (manifest or {}) | {  # the keys computed here win: they describe the folder
+        "format": FORMAT,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "max_seq_length": length,
+        "train_max_length": train_max_length,
+        "special_logit": SPECIAL_LOGIT,
+    }
+    write_json(Path(folder) / MANIFEST_FILE, record, indent=1)
+    write_sentence_transformers_files(Path(folder), max_seq_length=length)
+    return length
 
 
 def save_derived_checkpoint(
