@@ -12,6 +12,29 @@ BoardOption = Annotated[
     Path | None,
     typer.Option(help="Leaderboard database (default $WORKBENCH_LEADERBOARD or reports/leaderboard.sqlite)."),
 ]
+HostOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--os-host",
+        help="OpenSearch URL for opensearch-* retrievers (repeatable; default $OPENSEARCH_HOSTS).",
+    ),
+]
+NoVerifyOption = Annotated[
+    bool, typer.Option("--os-no-verify", help="Do not verify the cluster's TLS certificate.")
+]
+CaOption = Annotated[
+    Path | None, typer.Option("--os-ca-certs", help="CA bundle for the cluster's TLS certificate.")
+]
+
+
+def _use_cluster(hosts: list[str] | None, no_verify: bool, ca_certs: Path | None) -> None:
+    """The cluster of the opensearch-* retrievers: flags over OPENSEARCH_* (user and password: env only)."""
+    from harness.opensearch.client import ClusterSettings
+    from harness.retrievers.opensearch import use_cluster
+
+    flags = {"hosts": hosts or None, "verify_certs": False if no_verify else None,
+             "ca_certs": str(ca_certs) if ca_certs else None}  # fmt: skip
+    use_cluster(ClusterSettings.from_env(**flags))
 
 
 @app.callback(invoke_without_command=True)
@@ -41,6 +64,9 @@ def main(
     max_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="p-value threshold.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the randomisation test.")] = 42,
     leaderboard: BoardOption = None,
+    os_host: HostOption = None,
+    os_no_verify: NoVerifyOption = False,
+    os_ca_certs: CaOption = None,
 ) -> None:
     """Without a sub-command: evaluate (default: the default retrievers on the embedded tasks)."""
     if ctx.invoked_subcommand is not None:
@@ -62,6 +88,7 @@ def main(
     from harness.session import NotRecorded, evaluate_report_record
 
     with user_errors():
+        _use_cluster(os_host, os_no_verify, os_ca_certs)
         if stat_test not in STAT_TESTS:
             raise WorkbenchError(f"unknown significance test {stat_test!r}; valid: {', '.join(STAT_TESTS)}")
         config = EvalConfig(
@@ -323,6 +350,64 @@ def export_command(
     console.print(table)
     plural = "" if len(result.rows) == 1 else "s"
     console.print(f"model card: {len(result.rows)} leaderboard row{plural} of this model")
+
+
+@app.command("parity")
+def parity_command(
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="SPLADE-doc / IDF-only retriever or directory.")
+    ],
+    dataset: Annotated[
+        list[str], typer.Option("--dataset", "-d", help="Registered dataset or BEIR directory.")
+    ],
+    split: Annotated[str, typer.Option(help="Split whose queries are compared.")] = "test",
+    queries: Annotated[int | None, typer.Option(min=1, help="Only the first N queries.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the reports as JSON here.")] = None,
+    os_host: HostOption = None,
+    os_no_verify: NoVerifyOption = False,
+    os_ca_certs: CaOption = None,
+) -> None:
+    """The parity gate: each model inside OpenSearch against in-process (exit 1 where it fails)."""
+    from itertools import islice
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from common.errors import WorkbenchError
+    from common.files import write_json
+    from harness.console import console, user_errors
+    from harness.datasets import load_dataset, resolve_dataset
+    from harness.opensearch.parity import check_parity
+    from harness.registry import dataset_registry
+    from harness.retrievers.opensearch import sparse_engine_spec
+
+    reports = []
+    with user_errors():
+        _use_cluster(os_host, os_no_verify, os_ca_certs)
+        for name in dataset:
+            data = load_dataset(resolve_dataset(name, dataset_registry()))
+            if split not in data.qrels:
+                raise WorkbenchError(f"{name}: no split {split!r}; it has {', '.join(sorted(data.qrels))}")
+            asked = dict(islice(data.split_queries(split).items(), queries))
+            for m in model:
+                engine = sparse_engine_spec(m).build()
+                engine.index(data)
+                reports.append(check_parity(engine, data, split, asked))
+        if output is not None:
+            write_json(output, [r.as_dict() for r in reports], indent=1)
+    table = Table(title="Parity: OpenSearch against in-process (top 10 of Lucene-rounded scores; nDCG@10)")
+    for column in ("dataset", "model", "queries", "same top 10", "max score diff", "nDCG@10 engine",
+                   "nDCG@10 in-process", "delta", "gate"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("dataset", "model") else "right")
+    for r in reports:
+        name = escape(r.retriever.removeprefix("opensearch-splade:"))
+        table.add_row(escape(r.dataset), name, str(r.queries), str(r.same_top_k),
+                      f"{r.max_score_rel_diff:.1e}",
+                      f"{r.ndcg_engine:.4f}", f"{r.ndcg_in_process:.4f}", f"{r.ndcg_delta:+.4f}",
+                      "pass" if r.passed else "FAIL")  # fmt: skip
+    console.print(table)
+    if not all(r.passed for r in reports):
+        raise typer.Exit(1)
 
 
 @app.command("record")

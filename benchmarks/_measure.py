@@ -58,3 +58,34 @@ def forward_flop_per_token(model: Any, batch: dict[str, Any]) -> float:
     with torch.inference_mode(), counter:
         model(**batch)
     return counter.get_total_flops() / int(batch["input_ids"].numel())
+
+
+def search_latencies_ms(retriever: Any, queries: dict[str, str], k: int = 10) -> Any:
+    """Milliseconds of one single-query search per query (a numpy array, in query order)."""
+    import numpy as np
+
+    out = []
+    for qid, text in queries.items():
+        started = time.perf_counter()
+        retriever.search({qid: text}, k)
+        out.append((time.perf_counter() - started) * 1000)
+    return np.array(out)
+
+
+def latency_percentiles(
+    retrievers: dict[str, Any], queries: dict[str, str], repeats: int
+) -> dict[str, float]:
+    """`<name>_p50_ms` / `<name>_p99_ms` of each retriever: `repeats` rounds of single-query
+    searches, the retrievers alternating; per query its fastest round counts."""
+    import numpy as np
+
+    rounds: dict[str, list[Any]] = {name: [] for name in retrievers}
+    for _ in range(repeats):
+        for name, retriever in retrievers.items():
+            rounds[name].append(search_latencies_ms(retriever, queries))
+    out: dict[str, float] = {}
+    for name, values in rounds.items():
+        best = np.min(np.stack(values), axis=0)
+        out[f"{name}_p50_ms"] = float(np.percentile(best, 50))
+        out[f"{name}_p99_ms"] = float(np.percentile(best, 99))
+    return out

@@ -17,22 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _measure import latency_percentiles
 from history import Figure, record_and_print
-
-
-def _latencies(retriever: Any, queries: dict[str, str]) -> np.ndarray:
-    """Milliseconds of one single-query search per query."""
-    out = []
-    for qid, text in queries.items():
-        started = time.perf_counter()
-        retriever.search({qid: text}, 10)
-        out.append((time.perf_counter() - started) * 1000)
-    return np.array(out)
 
 
 def bench(model: str, bm25: str, dataset: str, repeats: int, bf16: str) -> dict[str, Any]:
@@ -50,15 +39,8 @@ def bench(model: str, bm25: str, dataset: str, repeats: int, bf16: str) -> dict[
         retriever.index(data)
     sparse.search(queries, 10)  # the query-side statistics over all queries
     stats = sparse.stats()
-    rounds: dict[str, list[np.ndarray]] = {"sparse": [], "bm25": []}
-    for _ in range(repeats):
-        rounds["sparse"].append(_latencies(sparse, queries))
-        rounds["bm25"].append(_latencies(lexical, queries))
-    best = {name: np.min(np.stack(r), axis=0) for name, r in rounds.items()}
     row: dict[str, Any] = {"dataset": dataset, "queries": len(queries), "documents": len(data.corpus)}
-    for name, values in best.items():
-        row[f"{name}_p50_ms"] = float(np.percentile(values, 50))
-        row[f"{name}_p99_ms"] = float(np.percentile(values, 99))
+    row |= latency_percentiles({"sparse": sparse, "bm25": lexical}, queries, repeats)
     row["p50_ratio"] = row["sparse_p50_ms"] / row["bm25_p50_ms"]
     row["p99_ratio"] = row["sparse_p99_ms"] / row["bm25_p99_ms"]
     for key in ("doc_active_mean", "doc_active_p99", "query_active_mean", "flops", "encode_docs_per_s"):

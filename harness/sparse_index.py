@@ -131,6 +131,11 @@ class SparseIndex:
     def nbytes(self) -> int:
         return self.indptr.nbytes + self.indices.nbytes + self.data.nbytes
 
+    def documents(self) -> sp.csr_matrix:
+        """The indexed weights again, one row per document."""
+        shape = (self.n_docs, self.vocab_size)
+        return sp.csc_matrix((self.data, self.indices, self.indptr), shape=shape).tocsr()
+
     def document_frequency(self) -> np.ndarray:
         """Number of documents in which each token is active."""
         return np.diff(self.indptr)

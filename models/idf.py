@@ -30,6 +30,7 @@ __all__ = [
     "IdfWeights",
     "KeyFormat",
     "check_fidelity",
+    "decoded_keys",
     "distinct_tokens",
     "document_frequencies",
     "idf_from_df",
@@ -80,7 +81,7 @@ def document_frequencies(
     return df, n_docs
 
 
-def _decoded_keys(tokenizer: Any) -> list[str]:
+def decoded_keys(tokenizer: Any) -> list[str]:
     """OpenSearch's key of each id: `tokenizer.decode([id])`."""
     return [tokenizer.decode([i]) for i in range(len(tokenizer))]
 
@@ -120,7 +121,7 @@ class IdfWeights:
         Where two ids decode to the same string only the first id's weight can be written.
         """
         mapping: dict[str, float] = {}
-        keys = _decoded_keys(self.tokenizer) if key_format == "string" else None
+        keys = decoded_keys(self.tokenizer) if key_format == "string" else None
         for i, weight in enumerate(self.weights.tolist()):
             if i in self.special_ids:
                 continue
@@ -142,7 +143,7 @@ class IdfWeights:
         if not isinstance(raw, dict):
             raise WorkbenchError(f"{path}: expected a JSON object of token -> weight")
         index: dict[str, list[int]] = {}  # key -> every id OpenSearch would look up by it
-        keys = _decoded_keys(tokenizer) if key_format == "string" else [str(i) for i in range(len(tokenizer))]
+        keys = decoded_keys(tokenizer) if key_format == "string" else [str(i) for i in range(len(tokenizer))]
         for i, key in enumerate(keys):
             index.setdefault(key, []).append(i)
         weights = np.full(len(tokenizer), MISSING_WEIGHT, dtype=np.float32)
@@ -182,7 +183,7 @@ def check_fidelity(tokenizer: Any, idf: dict[str, float], queries: Sequence[str]
     """Round trips of idf.json keys, id collisions, and the share of query tokens it misses."""
     specials = set(tokenizer.all_special_ids)
     by_key: dict[str, list[int]] = {}
-    for i, key in enumerate(_decoded_keys(tokenizer)):
+    for i, key in enumerate(decoded_keys(tokenizer)):
         if i not in specials:
             by_key.setdefault(key, []).append(i)
     collisions = {k: ids for k, ids in by_key.items() if len(ids) > 1}

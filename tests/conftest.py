@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from harness.opensearch.client import ClusterSettings
 
 
 @pytest.fixture(autouse=True)
@@ -15,6 +20,25 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("WORKBENCH_CACHE", str(path))
     monkeypatch.setenv("WORKBENCH_LEADERBOARD", str(tmp_path_factory.mktemp("board") / "leaderboard.sqlite"))
     return path
+
+
+@pytest.fixture(scope="session")
+def opensearch_cluster() -> Iterator[ClusterSettings]:
+    """The cluster engine tests run against: `WORKBENCH_TEST_OPENSEARCH` (hosts, comma-separated;
+    OPENSEARCH_USER / OPENSEARCH_PASSWORD / OPENSEARCH_VERIFY_CERTS / OPENSEARCH_CA_CERTS as for any
+    run) where set, else an osmem-server (an in-memory stand-in) on 127.0.0.1, stopped after."""
+    import os
+
+    from harness.opensearch.client import ClusterSettings
+
+    hosts = os.environ.get("WORKBENCH_TEST_OPENSEARCH")
+    if hosts:
+        yield ClusterSettings.from_env(hosts=[h.strip() for h in hosts.split(",") if h.strip()])
+        return
+    from osmem_server import OsmemServer
+
+    with OsmemServer.start(addr="127.0.0.1:0") as server:
+        yield ClusterSettings(hosts=(server.url,))
 
 
 def write_beir(

@@ -105,7 +105,8 @@ def register_body(
     name: str, version: str, function_name: str, zip_path: Path, url: str | None, description: str
 ) -> dict[str, Any]:
     """The ML Commons body registering `zip_path`: `POST /_plugins/_ml/models/_register` where `url`
-    is given, else `POST /_plugins/_ml/models/meta` followed by `total_chunks` upload_chunk calls."""
+    is given, else `POST /_plugins/_ml/models/_register_meta` and `total_chunks` upload_chunk calls
+    (`harness.opensearch.ml_commons` sends them)."""
     size = zip_path.stat().st_size
     body: dict[str, Any] = {
         "name": name,
@@ -196,7 +197,7 @@ def model_card(name: str, version: str, source: Path, manifest: dict[str, Any], 
     lines += [
         "",
         "Register each zip with its body in `ml-commons/register-*.json` (with a `url`:",
-        "`POST /_plugins/_ml/models/_register`; without: `POST /_plugins/_ml/models/meta`, then",
+        "`POST /_plugins/_ml/models/_register`; without: `POST /_plugins/_ml/models/_register_meta`, then",
         "`total_chunks` times `POST /_plugins/_ml/models/<model_id>/upload_chunk/<i>` with 10 MiB of the",
         "zip), then deploy it.",
         "Index the SPARSE_ENCODING output into a `rank_features` field; query with `neural_sparse` and the",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.errors import WorkbenchError
-from harness.retrievers import bm25, dense, splade  # importing registers the specs
+from harness.retrievers import bm25, dense, opensearch, splade  # importing registers the specs
 from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import get_retriever, register, retriever_registry
 
@@ -15,6 +15,7 @@ __all__ = [
     "bm25",
     "dense",
     "get_retriever",
+    "opensearch",
     "register",
     "resolve_retriever",
     "retriever_registry",
@@ -23,7 +24,8 @@ __all__ = [
 
 
 def resolve_retriever(name: str) -> RetrieverSpec:
-    """A registered name; `splade-doc:<dir or hub id>` / `dense:<dir or hub id>`; or a directory.
+    """A registered name; `splade-doc:<dir or hub id>` / `dense:<dir or hub id>`; a retriever inside
+    OpenSearch, `opensearch-splade:<sparse retriever or dir>` / `opensearch-bm25:<analyzer>`; or a directory.
 
     A directory holding a masked-LM (config.json architectures *ForMaskedLM) is a SPLADE-doc
     checkpoint, one with sentence-transformers' modules.json otherwise a dense model.
@@ -34,6 +36,10 @@ def resolve_retriever(name: str) -> RetrieverSpec:
         return splade.splade_spec(name.removeprefix("splade-doc:"))
     if name.startswith("dense:"):
         return dense.dense_spec(name.removeprefix("dense:"))
+    if name.startswith("opensearch-splade:"):
+        return opensearch.sparse_engine_spec(name.removeprefix("opensearch-splade:"))
+    if name.startswith("opensearch-bm25:"):
+        return opensearch.bm25_engine_spec(name.removeprefix("opensearch-bm25:"))
     path = Path(name)
     if path.is_dir():
         from models.checkpoint import model_kind
@@ -54,5 +60,6 @@ def resolve_retriever(name: str) -> RetrieverSpec:
         )
     raise WorkbenchError(
         f"unknown retriever {name!r}; registered: {', '.join(sorted(retriever_registry()))}; "
-        "or a model directory, splade-doc:<hub id>, dense:<hub id>"
+        "or a model directory, splade-doc:<hub id>, dense:<hub id>, opensearch-splade:<model>, "
+        "opensearch-bm25:<analyzer>"
     )

@@ -31,7 +31,7 @@ from harness.retrievers.base import Retriever, RetrieverSpec, bf16_setting
 from harness.retrievers.registry import register
 from harness.sparse_index import SparseIndex
 
-__all__ = ["IdfOnlyRetriever", "SpladeDocRetriever", "english_splade_dir", "splade_spec"]
+__all__ = ["IdfOnlyRetriever", "SparseRetriever", "SpladeDocRetriever", "english_splade_dir", "splade_spec"]
 
 
 def english_splade_dir() -> str:
@@ -49,7 +49,7 @@ def _percentile(values: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else 0.0
 
 
-class _SparseRetriever(Retriever):
+class SparseRetriever(Retriever):
     """Shared by SPLADE-doc and IDF-only: a tokenizer, idf weights, document vectors, an index."""
 
     def __init__(self, spec: RetrieverSpec, model: str, idf: str, query_keys: str) -> None:
@@ -142,6 +142,18 @@ class _SparseRetriever(Retriever):
             "index_bytes": float(self._index.nbytes),
         }
 
+    def documents(self) -> sp.csr_matrix:
+        """(n_docs, vocab) weights of the indexed documents, in `dataset.corpus` order."""
+        if self._index is None:
+            raise RuntimeError("index() must run before documents()")
+        return self._index.documents()
+
+    def query_vector(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, weights) of a query, as `search` scores it."""
+        if self._idf is None:
+            raise RuntimeError("index() must run before query_vector()")
+        return self._idf.query_vector(text)
+
     def search(self, queries: Mapping[str, str], k: int) -> Ranking:
         if self._index is None:
             raise RuntimeError("index() must run before search()")
@@ -171,7 +183,7 @@ class _SparseRetriever(Retriever):
         return self._doc_stats | self._query_stats
 
 
-class SpladeDocRetriever(_SparseRetriever):
+class SpladeDocRetriever(SparseRetriever):
     """Documents encoded by a SPLADE-doc masked-LM; queries by idf lookup."""
 
     def __init__(
@@ -233,7 +245,7 @@ class SpladeDocRetriever(_SparseRetriever):
         }
 
 
-class IdfOnlyRetriever(_SparseRetriever):
+class IdfOnlyRetriever(SparseRetriever):
     """Documents: term frequencies of the tokenizer's tokens; queries: idf. No learned weights."""
 
     def __init__(self, spec: RetrieverSpec, model: str, query_keys: str = "string") -> None:
