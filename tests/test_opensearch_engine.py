@@ -239,3 +239,59 @@ def test_parity_command(cluster: tuple[ClusterSettings, str], tiny_beir, tmp_pat
     client = connect(settings)
     for name in client.indices.get(index="workbench-opensearch-sparse-*"):
         client.indices.delete(index=name)
+
+
+def _plugin_missing(exc: WorkbenchError | TransportError) -> bool:
+    text = str(exc)
+    return "No handler for type [sparse_vector]" in text or "not supported" in text or "neural_sparse" in text
+
+
+def test_neural_sparse_query_tokens_where_the_plugin_is(
+    cluster: tuple[ClusterSettings, str], tiny_beir
+) -> None:
+    """The same weights through `neural_sparse` `query_tokens`: the rank_feature run again."""
+    _, prefix = cluster
+    dataset = load_dataset(resolve_dataset(str(tiny_beir), dataset_registry()))
+    queries = dataset.split_queries("test")
+    plain = sparse_engine_spec("idf-only-en", index_prefix=prefix).build()
+    plain.index(dataset)
+    neural = sparse_engine_spec("idf-only-en", query="neural_sparse", index_prefix=prefix).build()
+    neural.index(dataset)
+    try:
+        run = neural.search(queries, 10)
+    except WorkbenchError as exc:
+        if _plugin_missing(exc):
+            pytest.skip(f"the cluster has no neural-search plugin ({exc})")
+        raise
+    assert run.to_dict() == plain.search(queries, 10).to_dict()
+
+
+def test_seismic_sparse_vector_index_where_the_plugin_is(cluster: tuple[ClusterSettings, str]) -> None:
+    """OpenSearch 3.3+: token-id keyed documents in a SEISMIC `sparse_vector` field, neural_sparse search."""
+    from harness.opensearch.engine import neural_sparse_tokens_query, seismic_index_body
+
+    settings, prefix = cluster
+    client = connect(settings)
+    index = f"{prefix}-seismic"
+    body = seismic_index_body({"n_postings": 100, "cluster_ratio": 0.1, "approximate_threshold": 0})
+    assert body["settings"]["index"]["sparse"] is True
+    assert body["mappings"]["properties"]["sparse"] == {
+        "type": "sparse_vector",
+        "method": {
+            "name": "seismic",
+            "parameters": {"n_postings": 100, "cluster_ratio": 0.1, "approximate_threshold": 0},
+        },
+    }
+    try:
+        client.indices.create(index=index, body=body)
+    except TransportError as exc:
+        if _plugin_missing(exc):
+            pytest.skip(f"the cluster has no sparse_vector field (neural-search 3.3+): {exc}")
+        raise
+    docs = [("a", {"sparse": {"10": 1.0, "20": 2.0}}), ("b", {"sparse": {"10": 2.5}})]  # scores 3.0 and 2.5
+    bulk_ingest(client, index, docs, len(docs), settings)
+    client.indices.refresh(index=index)
+    hits = client.search(index=index, body=neural_sparse_tokens_query({"10": 1.0, "20": 1.0}, 10))["hits"][
+        "hits"
+    ]
+    assert [h["_id"] for h in hits] == ["a", "b"]
