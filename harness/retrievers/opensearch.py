@@ -17,6 +17,7 @@ otherwise (an ingest cut short leaves `complete: false`).
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -136,8 +137,9 @@ class _EngineRetriever(Retriever):
         self._doc_ids = list(dataset.corpus)
         self._position = {doc_id: i for i, doc_id in enumerate(self._doc_ids)}
 
+    @abstractmethod
     def _query_body(self, text: str, k: int) -> dict[str, Any] | None:
-        raise NotImplementedError
+        """The search request of one query; None where it has nothing to ask."""
 
     def search(self, queries: Mapping[str, str], k: int) -> Ranking:
         if self._index_name is None:
