@@ -25,9 +25,13 @@ __all__ = [
     "DEFAULT_METRICS",
     "STAT_TESTS",
     "EvalResult",
+    "WinTieLoss",
+    "bootstrap_ci",
     "evaluate_run",
+    "holm",
     "paired_test",
     "validate_metrics",
+    "win_tie_loss",
     "write_trec_run",
 ]
 
@@ -190,7 +194,7 @@ def paired_test(
     if test not in STAT_TESTS:
         raise WorkbenchError(f"unknown significance test {test!r}; valid: {', '.join(STAT_TESTS)}")
     qids = sorted(set(a) & set(b))
-    diff = np.array([a[q] - b[q] for q in qids])
+    diff = _paired(a, b)
     if len(diff) < 2 or not np.any(diff):
         return 1.0
     if test == "student":
@@ -203,6 +207,67 @@ def paired_test(
     observed = abs(diff.mean())
     permuted = np.abs((signs * diff).mean(axis=1))
     return float((np.sum(permuted >= observed - 1e-12) + 1) / (n_permutations + 1))
+
+
+def _paired(a: Mapping[str, float], b: Mapping[str, float]) -> np.ndarray:
+    """Per-query differences a - b over the queries both share, in query id order."""
+    return np.array([a[q] - b[q] for q in sorted(set(a) & set(b))], dtype=np.float64)
+
+
+def bootstrap_ci(
+    a: Mapping[str, float],
+    b: Mapping[str, float],
+    confidence: float = 0.95,
+    n_resamples: int = 10_000,
+    seed: int = 42,
+) -> tuple[float, float]:
+    """Paired bootstrap percentile interval of mean(a - b) over the queries both share.
+
+    Each resample draws len(queries) queries with replacement (`n_resamples` draws from `seed`)
+    and takes the mean difference; the interval is the central `confidence` share of those means.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise WorkbenchError(f"confidence {confidence} must lie strictly between 0 and 1")
+    diff = _paired(a, b)
+    if len(diff) == 0:
+        raise WorkbenchError("no shared queries: the confidence interval of a difference needs some")
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given (reject where adjusted < alpha).
+
+    The i-th smallest of m p-values is multiplied by m - i + 1 (i from 1), then made monotone
+    (never below the adjusted value of a smaller p) and capped at 1.
+    """
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class WinTieLoss:
+    wins: int  # queries where a scores higher than b by more than the tie tolerance
+    ties: int
+    losses: int
+
+
+def win_tie_loss(a: Mapping[str, float], b: Mapping[str, float], tolerance: float = 1e-9) -> WinTieLoss:
+    """Per-query wins, ties and losses of a against b over the queries both share."""
+    diff = _paired(a, b)
+    return WinTieLoss(
+        wins=int(np.sum(diff > tolerance)),
+        ties=int(np.sum(np.abs(diff) <= tolerance)),
+        losses=int(np.sum(diff < -tolerance)),
+    )
 
 
 def write_trec_run(ranking: Ranking, path: Path, tag: str) -> int:

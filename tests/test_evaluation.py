@@ -14,7 +14,17 @@ from ranx import Qrels, Run, compare
 from ranx import evaluate as ranx_evaluate
 
 from common.errors import WorkbenchError
-from harness.evaluation import RANX_METRICS, evaluate_run, paired_test, validate_metrics, write_trec_run
+from harness.evaluation import (
+    RANX_METRICS,
+    WinTieLoss,
+    bootstrap_ci,
+    evaluate_run,
+    holm,
+    paired_test,
+    validate_metrics,
+    win_tie_loss,
+    write_trec_run,
+)
 from harness.ranking import Ranking
 
 
@@ -172,3 +182,35 @@ def test_trec_run_file(tmp_path: Path) -> None:
     with pytest.raises(WorkbenchError, match="without spaces"):
         write_trec_run(run, tmp_path / "bad.trec", tag="two words")
     assert not (tmp_path / "bad.trec").exists()
+
+
+def test_holm_adjusts_by_rank_and_stays_monotone() -> None:
+    # by hand: sorted 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 = 0.04 -> max(0.06, 0.04)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+
+
+def test_win_tie_loss_counts_the_shared_queries() -> None:
+    a = {"q1": 0.5, "q2": 0.2, "q3": 0.0, "q4": 1.0, "only-a": 1.0}
+    b = {"q1": 0.3, "q2": 0.2, "q3": 0.1, "q4": 0.5, "only-b": 0.0}
+    assert win_tie_loss(a, b) == WinTieLoss(wins=2, ties=1, losses=1)
+    assert win_tie_loss(b, a) == WinTieLoss(wins=1, ties=1, losses=2)
+
+
+def test_bootstrap_interval_matches_a_direct_resampling() -> None:
+    rng = np.random.default_rng(5)
+    a = {f"q{i:02d}": float(v) for i, v in enumerate(rng.uniform(0, 1, 40))}
+    b = {q: v - 0.05 + float(rng.normal(0, 0.1)) for q, v in a.items()}
+    low, high = bootstrap_ci(a, b, n_resamples=2000, seed=3)
+    # the same draws, one resample at a time
+    qids = sorted(a)
+    draws = np.random.default_rng(3).integers(0, len(qids), size=(2000, len(qids)))
+    means = sorted(float(np.mean([a[qids[i]] - b[qids[i]] for i in row])) for row in draws)
+    assert low == pytest.approx(np.quantile(means, 0.025), abs=1e-12)
+    assert high == pytest.approx(np.quantile(means, 0.975), abs=1e-12)
+    assert low < np.mean([a[q] - b[q] for q in qids]) < high
+    constant = {q: v + 0.25 for q, v in a.items()}
+    assert bootstrap_ci(constant, a) == pytest.approx((0.25, 0.25))
+    with pytest.raises(WorkbenchError, match="no shared queries"):
+        bootstrap_ci({"x": 1.0}, {"y": 1.0})
