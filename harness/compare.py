@@ -10,14 +10,16 @@ models or datasets does not make chance differences look real.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from common.errors import WorkbenchError
 from harness.evaluation import STAT_TESTS, bootstrap_ci, holm, paired_test, win_tie_loss
 
-__all__ = ["CompareSettings", "Comparison", "RunScores", "compare"]
+__all__ = ["CompareSettings", "Comparison", "RunScores", "compare", "runs_from_rows"]
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,45 @@ def _check_group(dataset: str, split: str, group: list[RunScores], metrics: Sequ
         for metric in metrics:
             if not set(run.per_query[metric]) & set(base.per_query[metric]):
                 raise WorkbenchError(f"{where}: {run.name} and {base.name} share no judged query on {metric}")
+
+
+def runs_from_rows(rows: Sequence[dict[str, Any]]) -> list[RunScores]:
+    """The per-query values of leaderboard rows (`Leaderboard.rows()` dicts), from the results.json
+    of the report each row was recorded from (each file read once); named by the row's model."""
+    documents: dict[str, list[dict[str, Any]]] = {}
+    runs = []
+    for row in rows:
+        folder = row["per_query_path"]
+        if folder not in documents:
+            path = Path(folder) / "results.json"
+            try:
+                documents[folder] = json.loads(path.read_text(encoding="utf-8"))["results"]
+            except FileNotFoundError:
+                raise WorkbenchError(
+                    f"leaderboard row #{row['id']} ({row['model']} on {row['dataset']}/{row['split']}): "
+                    f"its per-query values were in {path}, which is gone"
+                ) from None
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+                raise WorkbenchError(f"{path}: not a results file of this workbench ({exc})") from None
+        keys = ("dataset", "split", "retriever", "model_hash")
+        wanted = (row["dataset"], row["split"], row["model"], row["model_hash"])
+        found = [r for r in documents[folder] if tuple(r.get(k) for k in keys) == wanted]
+        if not found:
+            raise WorkbenchError(
+                f"{Path(folder) / 'results.json'} holds no result of leaderboard row #{row['id']} "
+                f"({row['model']} on {row['dataset']}/{row['split']})"
+            )
+        result = found[0]
+        runs.append(
+            RunScores(
+                name=row["model"],
+                dataset=row["dataset"],
+                split=row["split"],
+                metrics=result["metrics"],
+                per_query=result["per_query"],
+                source=f"leaderboard #{row['id']}",
+                dataset_checksum=row["dataset_checksum"],
+                stats=row.get("stats") or {},
+            )
+        )
+    return runs
