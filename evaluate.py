@@ -431,5 +431,117 @@ def record_command(
     )
 
 
+@app.command("regress")
+def regress_command(
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", "-d", help="Only this dataset (repeatable).")
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Only this retriever (repeatable).")
+    ] = None,
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="Only the datasets shipped in the repository (what CI runs).")
+    ] = False,
+    cache: Annotated[bool, typer.Option(help="Reuse analyzed corpora and indexes.")] = True,
+) -> None:
+    """Check every (dataset, retriever) pair with expected scores: OK / OKish / FAIL (exit 1 on FAIL)."""
+    from rich.table import Table
+
+    from harness.console import console, user_errors
+    from harness.registry import dataset_registry
+    from harness.regress import plan_regressions, run_regressions
+    from harness.runner import OK_TOLERANCE, OKISH_TOLERANCE
+
+    with user_errors():
+        plan = plan_regressions(dataset_registry(), dataset or (), model or (), embedded_only=embedded)
+        checks = run_regressions(plan, use_cache=cache)
+    table = Table(
+        title="Regressions: expected scores of the datasets' YAML",
+        caption=f"OK: |delta| <= {OK_TOLERANCE:g}; OKish: <= {OKISH_TOLERANCE:g}; else FAIL",
+    )
+    for column in ("dataset", "split", "retriever", "metric", "expected", "got", "delta", "verdict"):
+        table.add_column(column, justify="right" if column in ("expected", "got", "delta") else "left")
+    style = {"OK": "green", "OKish": "yellow", "FAIL": "bold red"}
+    for c in checks:
+        table.add_row(c.dataset, c.split, c.retriever, c.metric, f"{c.expected:.4f}", f"{c.got:.4f}",
+                      f"{c.delta:+.4f}", f"[{style[c.verdict]}]{c.verdict}[/]")  # fmt: skip
+    console.print(table)
+    counts = {v: sum(c.verdict == v for c in checks) for v in ("OK", "OKish", "FAIL")}
+    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" of {len(checks)} expected scores")
+    if counts["FAIL"]:
+        raise typer.Exit(1)
+
+
+@app.command("compare")
+def compare_command(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Two or more runs, the first the baseline: a leaderboard row id (#12), a model as the "
+            "leaderboard records it (its latest row on each dataset), or a TREC run file."
+        ),
+    ],
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset", "-d", help="Dataset (repeatable; default: those every source has rows of)."
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split compared.")] = "test",
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", help="ranx metric (repeatable; default ndcg@10 and recall@100)."),
+    ] = None,
+    stat_test: Annotated[str, typer.Option(help="Paired test: student or fisher.")] = "student",
+    max_p: Annotated[float, typer.Option(help="Threshold of the Holm-adjusted p-values.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of the randomisation test.")] = 42,
+    resamples: Annotated[
+        int, typer.Option(help="Bootstrap resamples (and randomisation test draws).")
+    ] = 10_000,
+    confidence: Annotated[float, typer.Option(help="Confidence of the bootstrap intervals.")] = 0.95,
+    leaderboard: BoardOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the comparisons as JSON.")] = False,
+    output: Annotated[Path | None, typer.Option(help="Write the comparisons as JSON to this file.")] = None,
+) -> None:
+    """Compare stored runs without retrieving again: deltas, paired tests, bootstrap CIs, Holm, W/T/L."""
+    import json
+
+    from rich.markup import escape
+
+    from common.files import write_json
+    from harness.compare import (
+        COMPARE_METRICS,
+        CompareSettings,
+        compare,
+        comparison_document,
+        comparison_tables,
+        load_runs,
+    )
+    from harness.console import console, user_errors
+    from harness.leaderboard import default_path
+
+    with user_errors():
+        settings = CompareSettings(
+            test=stat_test, max_p=max_p, seed=seed, n_resamples=resamples, confidence=confidence
+        )
+        metrics = metric or list(COMPARE_METRICS)
+        runs = load_runs(sources, dataset or (), leaderboard or default_path(), metrics, split)
+        comparisons = compare(runs, metrics, settings)
+        document = comparison_document(runs, metrics, settings, comparisons)
+        if output is not None:
+            write_json(output, document, indent=1)
+    for dataset_split in dict.fromkeys((r.dataset, r.split) for r in runs):
+        group = [r for r in runs if (r.dataset, r.split) == dataset_split]
+        named = "; ".join(f"{r.name} ({r.source})" for r in group)
+        console.print(escape(f"{'/'.join(dataset_split)}: baseline {named}"), highlight=False)
+    for table in comparison_tables(comparisons, settings):
+        console.print(table)
+    console.print(escape(settings.describe(document["family_size"])), highlight=False)
+    if output is not None:
+        console.print(f"comparisons written to {escape(str(output))}")
+    if json_out:
+        print(json.dumps(document, ensure_ascii=False, indent=1))
+
+
 if __name__ == "__main__":
     app()

@@ -27,30 +27,19 @@ def main(
 ) -> None:
     """Train, evaluating every checkpoint on the config's eval datasets into the leaderboard."""
     import os
-    import random
     import sqlite3
 
-    import numpy as np
     import torch
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from transformers.utils import logging as hf_logging
 
     from common.errors import WorkbenchError
-    from common.provenance import git_revision
-    from harness.bases import resolve_base_model
     from harness.console import console, describe_error, fail
-    from harness.leaderboard import Leaderboard, default_path
-    from harness.training import (
-        build_examples,
-        check_before_training,
-        checkpoint_evaluator,
-        progress_line,
-    )
-    from models.checkpoint import load_idf, load_masked_lm, read_manifest
+    from harness.leaderboard import default_path
+    from harness.training import check_before_training, make_trainer, progress_line
     from models.config import TrainingConfig
-    from models.idf import IdfWeights
-    from models.trainer import NonFiniteError, RunComplete, Trainer, latest_checkpoint
+    from models.trainer import NonFiniteError, RunComplete
 
     hf_logging.disable_progress_bar()
     try:
@@ -60,26 +49,6 @@ def main(
             torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
             if torch.cuda.is_available():
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        base = resolve_base_model(cfg.model.base)
-        model, tokenizer = load_masked_lm(base)
-        examples, corpus, checksums = build_examples(cfg)
-        if cfg.model.idf == "corpus":
-            idf = IdfWeights.from_corpus(corpus, tokenizer)
-        elif cfg.model.idf == "base":
-            idf = load_idf(Path(base), tokenizer)
-        else:
-            idf = IdfWeights.from_json(Path(cfg.model.idf), tokenizer)
-        run_id = f"{cfg.name}-{cfg.fingerprint()[:8]}"
-        latest = latest_checkpoint(cfg.output_dir) if resume else None
-        if latest is not None:  # a run keeps its id when an allowed change alters the fingerprint
-            run_id = read_manifest(latest).get("run_id", run_id)
-        board = leaderboard or default_path()
-        Leaderboard(board).close()  # an unusable database fails now, not after the first checkpoint
-        manifest = {"run_id": run_id, "base_model": cfg.model.base, "git_revision": git_revision(),
-                    "data_checksums": checksums, "training_examples": len(examples)}  # fmt: skip
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(), TextColumn("{task.fields[parts]}"), console=console,
@@ -96,10 +65,7 @@ def main(
                 parts = " ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in {"step"})
                 progress.update(task, completed=record["step"], parts=parts)
 
-            trainer = Trainer(
-                cfg, model, tokenizer, idf, examples,
-                on_checkpoint=checkpoint_evaluator(cfg, run_id, board), log=show, manifest=manifest,
-            )  # fmt: skip
+            trainer = make_trainer(cfg, leaderboard or default_path(), log=show, resume=resume)
             result = trainer.train(resume=resume, allow_changes=allow_change or ())
     except RunComplete as exc:
         console.print(escape(str(exc)), soft_wrap=True)

@@ -7,6 +7,7 @@ Queries judged but absent from the run count as retrieving nothing (trec_eval's 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from numba.typed import List as TypedList
 from ranx import metrics as rm
 
 from common.errors import WorkbenchError
-from common.files import atomic_write
+from common.files import atomic_write, read_lines
 from harness.ranking import Ranking
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "evaluate_run",
     "holm",
     "paired_test",
+    "read_trec_run",
     "validate_metrics",
     "win_tie_loss",
     "write_trec_run",
@@ -281,3 +283,54 @@ def write_trec_run(ranking: Ranking, path: Path, tag: str) -> int:
                 handle.write(f"{qid} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
             lines += len(doc_ids)
     return lines
+
+
+def read_trec_run(path: Path) -> Ranking:
+    """A TREC run file (`qid Q0 docid rank score tag` lines, `.gz` decompressed) as a Ranking named
+    by its tag. Documents are ordered by (-score, docid) as everywhere in the harness; the rank
+    column is checked to be an integer, not used. A malformed line, a document listed twice for a
+    query or a second tag is an error naming the file and line."""
+    position: dict[str, int] = {}
+    hits: dict[str, tuple[list[int], list[float], list[int]]] = {}  # qid -> indices, scores, lines
+    tag = None
+    for line_no, line in read_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{line_no}"
+        if len(fields) != 6:
+            raise WorkbenchError(
+                f"{where}: expected 6 columns (qid Q0 docid rank score tag), found {len(fields)}"
+            )
+        qid, _, doc_id, rank, score, line_tag = fields
+        try:
+            int(rank)
+            value = float(score)
+        except ValueError:
+            raise WorkbenchError(
+                f"{where}: rank {rank!r} must be an integer and score {score!r} a number"
+            ) from None
+        if not math.isfinite(value):
+            raise WorkbenchError(f"{where}: score {score!r} is not finite")
+        if tag is None:
+            tag = line_tag
+        elif line_tag != tag:
+            raise WorkbenchError(f"{where}: run tag {line_tag!r} after {tag!r}; a run file holds one run")
+        indices, scores, lines = hits.setdefault(qid, ([], [], []))
+        indices.append(position.setdefault(doc_id, len(position)))
+        scores.append(value)
+        lines.append(line_no)
+    if tag is None:
+        raise WorkbenchError(f"{path}: no run lines")
+    doc_ids = list(position)
+    for qid, (indices, _, lines) in hits.items():
+        if len(set(indices)) != len(indices):
+            seen: set[int] = set()
+            for index, line_no in zip(indices, lines, strict=True):
+                if index in seen:
+                    raise WorkbenchError(
+                        f"{path}:{line_no}: document {doc_ids[index]!r} listed twice for {qid!r}"
+                    )
+                seen.add(index)
+    arrays = {qid: (np.array(indices), np.array(scores)) for qid, (indices, scores, _) in hits.items()}
+    return Ranking(tag, doc_ids, arrays)

@@ -26,12 +26,13 @@ from harness.retrievers.splade import splade_spec
 from harness.runner import EvalConfig
 from harness.session import evaluate_report_record
 from models.config import TrainingConfig
-from models.trainer import Example, check_allowed_changes, latest_checkpoint
+from models.trainer import Example, Trainer, check_allowed_changes, latest_checkpoint
 
 __all__ = [
     "build_examples",
     "check_before_training",
     "checkpoint_evaluator",
+    "make_trainer",
     "progress_line",
     "teacher_scores",
 ]
@@ -276,6 +277,51 @@ def checkpoint_evaluator(
         return {config.eval.metric: mean}
 
     return evaluate_checkpoint
+
+
+def make_trainer(
+    config: TrainingConfig,
+    leaderboard: Path | None,
+    log: Callable[[dict[str, float]], None] | None = None,
+    resume: bool = False,
+) -> Trainer:
+    """The trainer of `config`, seeded: base model, examples, idf and manifest as `train.py` uses them.
+
+    Each saved checkpoint is evaluated into `leaderboard` (None: none is evaluated). With `resume`,
+    the run keeps the id of its latest checkpoint (an allowed change may alter the fingerprint).
+    """
+    import numpy as np
+    import torch
+
+    from common.provenance import git_revision
+    from harness.bases import resolve_base_model
+    from harness.leaderboard import Leaderboard
+    from models.checkpoint import load_idf, load_masked_lm, read_manifest
+    from models.idf import IdfWeights
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    base = resolve_base_model(config.model.base)
+    model, tokenizer = load_masked_lm(base)
+    examples, corpus, checksums = build_examples(config)
+    if config.model.idf == "corpus":
+        idf = IdfWeights.from_corpus(corpus, tokenizer)
+    elif config.model.idf == "base":
+        idf = load_idf(Path(base), tokenizer)
+    else:
+        idf = IdfWeights.from_json(Path(config.model.idf), tokenizer)
+    run_id = f"{config.name}-{config.fingerprint()[:8]}"
+    latest = latest_checkpoint(config.output_dir) if resume else None
+    if latest is not None:
+        run_id = read_manifest(latest).get("run_id", run_id)
+    hook = None
+    if leaderboard is not None:
+        Leaderboard(leaderboard).close()  # an unusable database fails now, not after the first checkpoint
+        hook = checkpoint_evaluator(config, run_id, leaderboard)
+    manifest = {"run_id": run_id, "base_model": config.model.base, "git_revision": git_revision(),
+                "data_checksums": checksums, "training_examples": len(examples)}  # fmt: skip
+    return Trainer(config, model, tokenizer, idf, examples, on_checkpoint=hook, log=log, manifest=manifest)
 
 
 _RATES = ("lr", "samples_per_s", "tokens_per_s")

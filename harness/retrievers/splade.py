@@ -287,6 +287,12 @@ def _koen_base_dir() -> str:
     return koen_base_dir()
 
 
+def _tiny_trained_dir() -> str:
+    from harness.trained import trained_model_dir
+
+    return trained_model_dir()
+
+
 def _xlmr_dir() -> Path:
     from models.xlmr_tokenizer import xlmr_tokenizer_dir
 
@@ -314,6 +320,14 @@ for _spec in (
         languages=("en",),
         params={"idf": "corpus", "query_keys": "string"},
         default=True,
+    ),
+    RetrieverSpec(
+        name="splade-en-tiny-gimp",
+        family="splade-doc",
+        factory=lambda spec, **kw: SpladeDocRetriever(spec, model=_tiny_trained_dir(), **kw),
+        description="splade-en-tiny fine-tuned by configs/tiny_cpu.yaml from its seed (trained on first use, "
+        "minutes; harness.trained): the regression anchor of training; idf of its checkpoint",
+        languages=("en",),
     ),
     RetrieverSpec(
         name="koen-e5-small",
