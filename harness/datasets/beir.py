@@ -50,6 +50,8 @@ class Dataset:
     qrels: dict[str, dict[str, dict[str, int]]]
     checksum: str
     warnings: list[str] = field(default_factory=list)
+    # the splits its spec evaluates on (`load_dataset` sets them); empty: not known (a bare `load_beir`)
+    evaluation_splits: tuple[str, ...] = ()
 
     @cached_property
     def corpus_checksum(self) -> str:

@@ -156,5 +156,6 @@ def load_dataset(spec: DatasetSpec, strict: bool = False) -> Dataset:
     counted = list(spec.counts.queries) if spec.counts else []
     splits = list(dict.fromkeys([*spec.splits, *counted]))  # evaluation splits, then the others counted
     data = load_beir(path, splits, strict=strict, name=spec.name)
+    data.evaluation_splits = tuple(spec.splits)
     _check_counts(spec, data)
     return data

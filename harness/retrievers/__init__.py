@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.errors import WorkbenchError
-from harness.retrievers import bm25, dense, opensearch, splade  # importing registers the specs
+from harness.retrievers import bm25, dense, fusion, opensearch, splade  # importing registers the specs
 from harness.retrievers.base import Retriever, RetrieverSpec
 from harness.retrievers.registry import get_retriever, register, retriever_registry
 
@@ -14,6 +14,7 @@ __all__ = [
     "RetrieverSpec",
     "bm25",
     "dense",
+    "fusion",
     "get_retriever",
     "opensearch",
     "register",
@@ -25,7 +26,9 @@ __all__ = [
 
 def resolve_retriever(name: str) -> RetrieverSpec:
     """A registered name; `splade-doc:<dir or hub id>` / `dense:<dir or hub id>`; a retriever inside
-    OpenSearch, `opensearch-splade:<sparse retriever or dir>` / `opensearch-bm25:<analyzer>`; or a directory.
+    OpenSearch, `opensearch-splade:<sparse retriever or dir>` / `opensearch-bm25:<analyzer>`; a fusion of
+    retrievers, `fusion:rrf[=K][@DEPTH]:R1+R2[+...]` / `fusion:wsum[=W1,W2,...][@DEPTH]:R1+R2[+...]`
+    (without weights, tuned on the dataset's dev or train split; `harness.retrievers.fusion`); or a directory.
 
     A directory holding a masked-LM (config.json architectures *ForMaskedLM) is a SPLADE-doc
     checkpoint, one with sentence-transformers' modules.json otherwise a dense model.
@@ -40,6 +43,8 @@ def resolve_retriever(name: str) -> RetrieverSpec:
         return opensearch.sparse_engine_spec(name.removeprefix("opensearch-splade:"))
     if name.startswith("opensearch-bm25:"):
         return opensearch.bm25_engine_spec(name.removeprefix("opensearch-bm25:"))
+    if name.startswith("fusion:"):
+        return fusion.fusion_from_name(name, resolve_retriever)
     path = Path(name)
     if path.is_dir():
         from models.checkpoint import model_kind
@@ -61,5 +66,5 @@ def resolve_retriever(name: str) -> RetrieverSpec:
     raise WorkbenchError(
         f"unknown retriever {name!r}; registered: {', '.join(sorted(retriever_registry()))}; "
         "or a model directory, splade-doc:<hub id>, dense:<hub id>, opensearch-splade:<model>, "
-        "opensearch-bm25:<analyzer>"
+        f"opensearch-bm25:<analyzer>, {fusion.FUSION_GRAMMAR}"
     )
