@@ -30,6 +30,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/encoding_speed.py
 	$(PY) benchmarks/evaluation_speed.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/release_report.py
 
 # the embedded GIMP splits (the default training and evaluation data): rebuild them from Debian's packages and check
 # that the rebuild is byte-identical to what ships (apt-get download needs the Debian mirror)

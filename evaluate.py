@@ -543,5 +543,51 @@ def compare_command(
         print(json.dumps(document, ensure_ascii=False, indent=1))
 
 
+@app.command("report")
+def report_command(
+    release: Annotated[
+        str, typer.Option("--release", help="Release name (the folder is reports/release-NAME).")
+    ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Only this model, as the leaderboard names it (repeatable; the first is the baseline).",
+        ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option("--dataset", "-d", help="Only this dataset (repeatable).")
+    ] = None,
+    metric: Annotated[str, typer.Option(help="The metric of the tables and plots.")] = "ndcg@10",
+    split: Annotated[str, typer.Option(help="The split compared.")] = "test",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default reports/release-NAME).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
+    stat_test: Annotated[str, typer.Option(help="Significance test: student or fisher.")] = "student",
+    max_p: Annotated[float, typer.Option(help="Threshold of the Holm-adjusted p-values.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and randomisation test.")] = 42,
+    leaderboard: BoardOption = None,
+) -> None:
+    """A release report from the leaderboard: report.html, report.md, results.json, the model card."""
+    from rich.markup import escape
+
+    from harness.compare import CompareSettings
+    from harness.console import console, user_errors
+    from harness.leaderboard import default_path
+    from harness.release import build_release
+
+    with user_errors():
+        settings = CompareSettings(test=stat_test, max_p=max_p, seed=seed)
+        folder = out or Path("reports") / f"release-{release}"
+        result = build_release(release, leaderboard or default_path(), folder, model or (), dataset or (),
+                               metric=metric, split=split, settings=settings, replace=force)  # fmt: skip
+    console.print(
+        f"release {escape(release)}: {len(result.models)} models x {len(result.datasets)} datasets, best "
+        f"{escape(result.best)}, in {result.seconds:.1f} s; report: {escape(str(result.out / 'report.html'))}"
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,16 @@ from common.files import atomic_write
 from harness.runner import OK_TOLERANCE, OKISH_TOLERANCE, EvalConfig, Row
 
 __all__ = [
+    "EFFICIENCY",
+    "TEXT_COLUMNS",
     "console_table",
     "efficiency_cells",
+    "efficiency_columns",
     "efficiency_table",
+    "efficiency_value",
     "flat_results",
     "markdown_report",
+    "markdown_table",
     "results_document",
     "table_cells",
     "write_report",
@@ -61,6 +66,8 @@ def table_cells(rows: Sequence[Row], config: EvalConfig) -> tuple[list[str], lis
     return header, cells
 
 
+TEXT_COLUMNS = frozenset({"dataset", "split", "retriever", "model", "family"})  # left-aligned in tables
+
 # efficiency figures a retriever's stats() may give: (key, column header, format)
 EFFICIENCY = (
     ("doc_active_mean", "doc dims mean", "{:.1f}"),
@@ -75,19 +82,27 @@ EFFICIENCY = (
 )
 
 
+def efficiency_columns(stats: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """The EFFICIENCY entries (key, header, format) that some of `stats` report, in that order."""
+    return [(key, head, fmt) for key, head, fmt in EFFICIENCY if any(key in s for s in stats)]
+
+
+def efficiency_value(stats: Mapping[str, Any], key: str, fmt: str) -> str:
+    """One efficiency cell: `-` where not reported; index bytes shown in MB."""
+    value = stats.get(key)
+    if value is None:
+        return "-"
+    return fmt.format(value / 1e6 if key == "index_bytes" else value)
+
+
 def efficiency_cells(rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the efficiency table: only the figures some retriever reported."""
-    present = [(key, head, fmt) for key, head, fmt in EFFICIENCY if any(key in r.stats for r in rows)]
+    present = efficiency_columns([r.stats for r in rows])
     header = ["dataset", "retriever", *(head for _, head, _ in present)]
-    cells = []
-    for row in rows:
-        values = []
-        for key, _, fmt in present:
-            value = row.stats.get(key)
-            if value is not None and key == "index_bytes":
-                value = value / 1e6
-            values.append("-" if value is None else fmt.format(value))
-        cells.append([row.dataset, row.retriever, *values])
+    cells = [
+        [row.dataset, row.retriever, *(efficiency_value(row.stats, key, fmt) for key, _, fmt in present)]
+        for row in rows
+    ]
     return header, cells
 
 
@@ -161,8 +176,9 @@ def flat_results(rows: Sequence[Row]) -> list[dict[str, Any]]:
     ]
 
 
-def _markdown_table(header: list[str], cells: list[list[str]]) -> list[str]:
-    aligns = ["---" if name in {"dataset", "split", "retriever"} else "---:" for name in header]
+def markdown_table(header: list[str], cells: list[list[str]]) -> list[str]:
+    """A Markdown table's lines: the TEXT_COLUMNS left-aligned, the others (figures) right."""
+    aligns = ["---" if name in TEXT_COLUMNS else "---:" for name in header]
     return [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(aligns) + "|",
@@ -178,13 +194,13 @@ def markdown_report(doc: dict[str, Any], rows: Sequence[Row], config: EvalConfig
         f"Created {doc['created']} at git revision `{doc['git_revision']}` in {doc['elapsed_s']:.1f} s; "
         f"top {config.top_k} per query.",
         "",
-        *_markdown_table(header, cells),
+        *markdown_table(header, cells),
         "",
         _legend(config) + ".",
         "",
         "## Efficiency",
         "",
-        *_markdown_table(*efficiency_cells(rows)),
+        *markdown_table(*efficiency_cells(rows)),
         "",
         "## Datasets",
         "",

@@ -40,6 +40,8 @@ from common.provenance import git_revision
 __all__ = [
     "CHUNK_BYTES",
     "ExportResult",
+    "card_evaluation_section",
+    "card_training_sections",
     "export_release",
     "leaderboard_rows",
     "register_body",
@@ -141,11 +143,46 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
 
 
+def card_training_sections(manifest: dict[str, Any]) -> list[str]:
+    """The model card's training data checksums and training configuration (none without a manifest)."""
+    config = manifest.get("training_config") or {}
+    data = manifest.get("data_checksums") or {}
+    lines: list[str] = []
+    if data:
+        lines += ["## Training data", "", "| dataset | sha256 |", "|---|---|"]
+        lines += [f"| {key} | `{value}` |" for key, value in sorted(data.items())]
+        lines.append("")
+    if config:
+        loss, train = config.get("loss", {}), config.get("train", {})
+        settings = json.dumps({"loss": loss, "train": train}, indent=1)
+        lines += ["## Training configuration", "", "```json", settings, "```", ""]
+    return lines
+
+
+def card_evaluation_section(rows: list[dict[str, Any]], source: Path | str) -> list[str]:
+    """The model card's evaluation table, from leaderboard rows (`leaderboard_rows`) of the model."""
+    lines = ["## Evaluation (from the leaderboard)", ""]
+    if rows:
+        head = ["dataset", "split", "queries", *CARD_METRICS, "doc dims", "query dims", "FLOPS"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in rows:
+            metrics, stats = row.get("metrics") or {}, row.get("stats") or {}
+            cells = [row["dataset"], row["split"], str(row["n_queries"])]
+            cells += [_fmt(metrics.get(m)) for m in CARD_METRICS]
+            cells += [_fmt(stats.get("doc_active_mean"), 1), _fmt(stats.get("query_active_mean"), 1),
+                      _fmt(stats.get("flops"), 2)]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "doc/query dims: mean active dimensions; FLOPS: expected multiplications per",
+                  "query-document pair (Paria et al., 2020).", ""]  # fmt: skip
+    else:
+        lines += ["No evaluation of this model is on the leaderboard: run `python evaluate.py --model "
+                  f"{source}` and export again.", ""]  # fmt: skip
+    return lines
+
+
 def model_card(name: str, version: str, source: Path, manifest: dict[str, Any], rows: list[dict[str, Any]],
                info: dict[str, Any], zips: dict[str, dict[str, Any]]) -> str:  # fmt: skip
     """README.md of a release: what the model is, what made it, how well it does, how to use it."""
-    config = manifest.get("training_config") or {}
-    data = manifest.get("data_checksums") or {}
     lines = [
         f"# {name} {version}",
         "",
@@ -166,31 +203,9 @@ def model_card(name: str, version: str, source: Path, manifest: dict[str, Any], 
         f"| vocabulary | {info['vocab_size']:,} |",
         f"| activation | {info['activation']} |",
         "",
+        *card_training_sections(manifest),
+        *card_evaluation_section(rows, source),
     ]
-    if data:
-        lines += ["## Training data", "", "| dataset | sha256 |", "|---|---|"]
-        lines += [f"| {key} | `{value}` |" for key, value in sorted(data.items())]
-        lines.append("")
-    if config:
-        loss, train = config.get("loss", {}), config.get("train", {})
-        settings = json.dumps({"loss": loss, "train": train}, indent=1)
-        lines += ["## Training configuration", "", "```json", settings, "```", ""]
-    lines += ["## Evaluation (from the leaderboard)", ""]
-    if rows:
-        head = ["dataset", "split", "queries", *CARD_METRICS, "doc dims", "query dims", "FLOPS"]
-        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in rows:
-            metrics, stats = row.get("metrics") or {}, row.get("stats") or {}
-            cells = [row["dataset"], row["split"], str(row["n_queries"])]
-            cells += [_fmt(metrics.get(m)) for m in CARD_METRICS]
-            cells += [_fmt(stats.get("doc_active_mean"), 1), _fmt(stats.get("query_active_mean"), 1),
-                      _fmt(stats.get("flops"), 2)]  # fmt: skip
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "doc/query dims: mean active dimensions; FLOPS: expected multiplications per",
-                  "query-document pair (Paria et al., 2020).", ""]  # fmt: skip
-    else:
-        lines += ["No evaluation of this model is on the leaderboard: run `python evaluate.py --model "
-                  f"{source}` and export again.", ""]  # fmt: skip
     lines += ["## Files for ML Commons", "", "| zip | function | bytes | sha256 |", "|---|---|---|---|"]
     for function, entry in zips.items():
         lines.append(f"| `{entry['path']}` | {function} | {entry['bytes']:,} | `{entry['sha256']}` |")
