@@ -181,7 +181,7 @@ def build_release(
         return [r for r in rows if r["model"] == model]
 
     best = max(names, key=lambda m: (covered[m], means[m], -names.index(m)))  # the widest, then the best
-    best_rows = [r for r in rows if r["model"] == best]
+    best_rows = rows_of(best)
     # the training curves: of the best checkpoint's run among the models trained here
     trained = [m for m in sorted(names, key=lambda m: (-covered[m], -means[m])) if rows_of(m)[0]["run_id"]]
     found = ((m, r) for m in trained if (r := _training_run(rows_of(m)[0])) is not None)
@@ -212,7 +212,7 @@ def build_release(
             str(i),
             m,
             _fmt(means[m]),
-            str(sum(n == m for n, _ in score)),
+            str(covered[m]),
             *(_fmt(score.get((m, d))) for d in sets),
         ]
         for i, m in enumerate(sorted(names, key=lambda m: -means[m]), start=1)
