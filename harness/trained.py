@@ -13,11 +13,11 @@ could alter the training retrains it. It is built in a scratch folder and appear
 from __future__ import annotations
 
 import hashlib
-import os
+import shutil
 import tempfile
 from pathlib import Path
 
-from common.files import make_folder
+from common.files import atomic_dir
 from common.paths import cache_dir
 from harness.console import console, meter
 from harness.datasets import resolve_dataset
@@ -51,7 +51,7 @@ def trained_model_dir(config_path: Path = TINY_TRAINED_CONFIG) -> str:
         return str(target)
     steps = config.train.max_steps
     console.log(f"{config.name}: training {config_path.name} once ({steps} steps) into {target}")
-    with tempfile.TemporaryDirectory(dir=make_folder(target.parent), prefix=".build-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="workbench-train-") as scratch:
         scratch_config = config.model_copy(update={"output_dir": scratch})
         with meter(f"{config.name} training", total=steps, unit="steps") as progress:
 
@@ -59,5 +59,6 @@ def trained_model_dir(config_path: Path = TINY_TRAINED_CONFIG) -> str:
                 progress.advance(record["step"] - progress.done)
 
             make_trainer(scratch_config, leaderboard=None, log=advance).train()
-        os.replace(Path(scratch) / "final_model", target)
+        with atomic_dir(target, replace=True) as folder:
+            shutil.copytree(Path(scratch) / "final_model", folder, dirs_exist_ok=True)
     return str(target)
