@@ -84,8 +84,9 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
     its hard negatives are those of `negatives/<split>.jsonl` beside the qrels where the dataset
     has one (the `negatives` step's output), else the top documents of `negatives_retriever` that
     are not judged relevant, in rank order (`harness.prepare.negatives.mine_negatives`); topped
-    up with random documents (seeded; counted in the log) when there are too few. `max_pairs`
-    samples pairs with the config's seed, before any teacher scores them.
+    up with random documents (seeded; counted in the log) when there are too few.
+    `max_pairs_per_dataset` samples each dataset's pairs, then `max_pairs` samples all of them, with
+    the config's seed, before any teacher scores them.
     """
     registry = dataset_registry()
     corpus_texts: list[str] = []
@@ -100,6 +101,11 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
         corpus_texts.extend(doc.full_text for doc in data.corpus.values())
         qrels = data.qrels[data_cfg.split]
         pairs = judged_pairs(data, data_cfg.split)
+        cap = data_cfg.max_pairs_per_dataset
+        if cap and len(pairs) > cap:
+            keep = sorted(random.Random(f"{config.seed}:{spec.name}").sample(range(len(pairs)), cap))
+            console.log(f"{spec.name}: {cap} of its {len(pairs)} pairs sampled (seed {config.seed})")
+            pairs = [pairs[i] for i in keep]
         negatives = read_mined_negatives(data, data_cfg.split)
         if negatives is not None:
             console.log(f"{spec.name}: negatives read from {mined_path(data.path, data_cfg.split)}")

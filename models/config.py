@@ -42,6 +42,9 @@ class DataConfig(StrictModel):
     negatives_retriever: str = "bm25-ko"
     negatives_depth: int = Field(30, ge=1)  # mined among this many top results, skipping positives
     max_pairs: int | None = Field(None, ge=1)  # sample at most this many pairs (seeded)
+    # sample at most this many pairs of each dataset (seeded, before max_pairs): keeps one large
+    # source (thousands of UI strings) from crowding out a small one (a manual's hundred queries)
+    max_pairs_per_dataset: int | None = Field(None, ge=1)
     # teacher scores for distillation: none; data (teacher/<split>.tsv beside the qrels: query-id,
     # corpus-id, score); ensemble (a dense and a sparse retriever score each example's candidates,
     # each min-max normalised per query, averaged, scaled)

@@ -484,6 +484,31 @@ def test_max_pairs_samples_before_the_teacher_scores(tmp_path: Path, make_beir, 
     assert scored == [{q for q, t in queries.items() if t in chosen}] * 2  # each teacher: the 2 sampled only
 
 
+def test_max_pairs_per_dataset_caps_each_source(tmp_path: Path, make_beir) -> None:
+    from harness.training import build_examples
+
+    big = {f"b{i}": f"query {i}" for i in range(5)}
+    big_dir = make_beir(tmp_path / "big", dict(TINY_CORPUS), big,
+                        {"train": [(q, f"d{i + 1}", 1) for i, q in enumerate(big)]})  # fmt: skip
+    small_dir = _train_dir(tmp_path, make_beir)  # 2 pairs
+    config = TrainingConfig.model_validate(
+        {"name": "d", "output_dir": str(tmp_path / "out"),
+         "data": {"train": [str(big_dir), str(small_dir)], "hard_negatives": 1,
+                  "negatives_retriever": "bm25-ko"}}
+    )  # fmt: skip
+    everything, _, _ = build_examples(config)
+    assert len(everything) == 7
+    capped = config.model_copy(update={"data": config.data.model_copy(update={"max_pairs_per_dataset": 2})})
+    examples, _, _ = build_examples(capped)
+    queries = [e.query for e in examples]
+    # 2 of the big source's 5 (seeded: the same 2 every time), both of the small one's, in source order
+    assert len(queries) == 4 and set(queries[:2]) < set(big.values())
+    assert queries[2:] == ["레이어 마스크 투명", "crop tool borders"]
+    assert [e.query for e in build_examples(capped)[0]] == queries
+    sampled = [(e.query, e.positive) for e in everything[:5] if e.query in queries[:2]]
+    assert [(e.query, e.positive) for e in examples[:2]] == sampled
+
+
 def test_train_layers_trains_the_head_and_the_top_layers_only(tmp_path: Path) -> None:
     config = _config(tmp_path, eval_at_start=False)
     config = config.model_copy(update={"model": config.model.model_copy(update={"train_layers": 1})})
