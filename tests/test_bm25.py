@@ -17,6 +17,7 @@ from harness.analyzers import (
     LuceneEnglishAnalyzer,
     PlainAnalyzer,
     TokenizedCorpus,
+    XlmrPiecesAnalyzer,
     analyze_cached,
     lucene_porter_stem,
 )
@@ -343,3 +344,25 @@ def test_bm25_flat_on_tiny_beir(tiny_beir: Path) -> None:
         np.testing.assert_allclose(
             retriever.scores(query_tokens), reference.get_scores(query_tokens), rtol=1e-6
         )
+
+
+def test_xlmr_analyzer_gives_the_models_pieces_and_reads_nfd_as_nfc() -> None:
+    import unicodedata
+
+    analyzer = XlmrPiecesAnalyzer()
+    text = "GIMP 레이어 마스크를 사용하면"
+    assert analyzer.analyze([text, "Layer masks in GIMP"]) == [
+        ["▁G", "IMP", "▁레이", "어", "▁마", "스크", "를", "▁사용", "하면"],
+        ["▁La", "yer", "▁mask", "s", "▁in", "▁G", "IMP"],
+    ]
+    assert analyzer.analyze([unicodedata.normalize("NFD", text)]) == analyzer.analyze([text])
+    assert analyzer.key.startswith("xlmr-pieces-v1-")
+
+
+def test_bm25_xlmr_is_registered_off_the_default_run_and_ranks(tiny_beir: Path) -> None:
+    spec = retriever_registry()["bm25-xlmr"]
+    assert not spec.default and spec.params["analyzer"] == "xlmr"
+    retriever = spec.build()
+    retriever.index(load_beir(tiny_beir))
+    ranked = retriever.search({"q1": "이미지를 자르려면"}, k=10).to_dict()
+    assert max(ranked["q1"], key=ranked["q1"].get) == "d2"

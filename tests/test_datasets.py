@@ -252,11 +252,11 @@ def test_shipped_registry_loads_with_real_sources() -> None:
         assert source.md5 is not None and len(source.md5) == 32
     assert registry["miracl-ko"].counts.corpus == 1_486_752
     assert registry["miracl-ko"].counts.queries == {"dev": 213}
-    # every expectation names a registered retriever, so each of the 40 entries (116 scores) can run:
+    # every expectation names a registered retriever, so each of the 43 entries (131 scores) can run:
     # BEIR 13 x 2 BM25 x 2 metrics, 2 Korean BM25 x 2, and five metrics for each embedded-task anchor
-    # (gimp-en: 2 BM25, 2 English SPLADE, 2 IDF-only; gimp-ko and gimp-ko-en: 2 BM25, IDF-only)
+    # (gimp-en: 3 BM25, 2 English SPLADE, 2 IDF-only; gimp-ko and gimp-ko-en: 3 BM25, IDF-only)
     checks = [(d, r, m) for d, s in registry.items() for r, ms in (s.expected or {}).items() for m in ms]
-    assert len(checks) == 13 * 2 * 2 + 2 * 2 + (6 + 3 + 3) * 5
+    assert len(checks) == 13 * 2 * 2 + 2 * 2 + (7 + 4 + 4) * 5
 
 
 def test_offline_remote_dataset_names_dataset_source_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:

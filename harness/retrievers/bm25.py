@@ -28,6 +28,7 @@ from harness.analyzers import (
     LuceneCJKAnalyzer,
     LuceneEnglishAnalyzer,
     PlainAnalyzer,
+    XlmrPiecesAnalyzer,
     analyze_cached,
 )
 from harness.cache import read_cache
@@ -43,6 +44,7 @@ ANALYZERS: dict[str, type] = {
     "kiwi": KiwiAnalyzer,
     "lucene-en": LuceneEnglishAnalyzer,
     "lucene-cjk": LuceneCJKAnalyzer,
+    "xlmr": XlmrPiecesAnalyzer,
 }
 
 
@@ -288,8 +290,8 @@ def _lucene_spec(name: str, fields: list[str], analyzer: str, language: str, wha
     )
 
 
-def _bm25_spec(name: str, analyzer: str, what: str) -> RetrieverSpec:
-    """A default BM25Retriever (bm25s, Lucene formula, Anserini's BEIR k1 and b) on `analyzer`."""
+def _bm25_spec(name: str, analyzer: str, what: str, default: bool = True) -> RetrieverSpec:
+    """A BM25Retriever (bm25s, Lucene formula, Anserini's BEIR k1 and b) on `analyzer`."""
     return RetrieverSpec(
         name=name,
         family="bm25",
@@ -297,13 +299,20 @@ def _bm25_spec(name: str, analyzer: str, what: str) -> RetrieverSpec:
         description=f"BM25 (bm25s, Lucene formula, k1 0.9, b 0.4) on {what}",
         languages=("ko", "en"),
         params={"analyzer": analyzer, "k1": 0.9, "b": 0.4, "method": "lucene"},
-        default=True,
+        default=default,
     )
 
 
 for _spec in (
     _bm25_spec("bm25-ko", "kiwi", "Kiwi morphemes; Latin words lower-cased"),
     _bm25_spec("bm25-plain", "plain", "lower-cased \\w+ words"),
+    _bm25_spec(
+        "bm25-xlmr",
+        "xlmr",
+        "XLM-R's SentencePiece pieces (the vocabulary of e5 and the koen models: what BM25 over the "
+        "sparse models' own tokens scores)",
+        default=False,
+    ),
     _lucene_spec(
         "bm25-flat",
         ["full_text"],
