@@ -14,6 +14,10 @@ recorded beside it as `train_max_length`): the harness encodes with it, sentence
 files are written with it, and an OpenSearch export is to read it from there. A folder without a
 manifest (a base model, a hub id) is encoded at `DEFAULT_MAX_SEQ_LENGTH`, capped by its tokenizer.
 
+A model trained with a lexical part (`models.lexical`) records it in the manifest (`lexical`):
+every encoder of the folder adds it. sentence-transformers' modules cannot, so such a folder gets
+none of their files (SparseEncoder refuses it rather than giving other vectors).
+
 The saved MLM bias of the special tokens is -1e4, so that sentence-transformers' SpladePooling (which
 cannot zero special dimensions) gives exactly our vectors; our encoder zeroes them anyway.
 
@@ -39,6 +43,7 @@ from common.files import atomic_dir, sha256_tree, write_json
 from common.provenance import library_versions
 from models.encoder import ModelLoadError, SpladeDocEncoder
 from models.idf import IdfWeights, KeyFormat
+from models.lexical import LexicalWeights
 from models.st_format import write_sentence_transformers_files
 
 __all__ = [
@@ -143,7 +148,8 @@ def write_checkpoint_files(
         "special_logit": SPECIAL_LOGIT,
     }
     write_json(Path(folder) / MANIFEST_FILE, record, indent=1)
-    write_sentence_transformers_files(Path(folder), max_seq_length=length)
+    if record.get("lexical") is None:
+        write_sentence_transformers_files(Path(folder), max_seq_length=length)
     return length
 
 
@@ -158,6 +164,7 @@ def save_derived_checkpoint(
         "source_model": str(source),
         "source_fingerprint": model_fingerprint(source),
         "source_manifest": source_manifest,
+        "lexical": source_manifest.get("lexical"),
     } | step
     return save_checkpoint(
         Path(out_dir),
@@ -318,10 +325,13 @@ def load_encoder(
     name_or_path: str | Path, max_length: int | None = None, **encoder_args: Any
 ) -> SpladeDocEncoder:
     """The document encoder of a model folder or hub id, at its declared inference length
-    (`max_length` overrides it)."""
+    (`max_length` overrides it), with the lexical part its manifest declares."""
     model, tokenizer = load_masked_lm(name_or_path)
     length = inference_length(name_or_path) if max_length is None else max_length
-    return SpladeDocEncoder(model, tokenizer, max_length=length, **encoder_args)
+    path = Path(name_or_path).expanduser()
+    declared = read_manifest(path).get("lexical") if path.is_dir() else None
+    lexical = LexicalWeights.from_manifest(declared, str(path / MANIFEST_FILE))
+    return SpladeDocEncoder(model, tokenizer, max_length=length, lexical=lexical, **encoder_args)
 
 
 def idf_path(path: Path) -> Path:

@@ -14,11 +14,20 @@ from common.config import StrictModel, load_yaml_model
 __all__ = [
     "CheckpointEvalConfig",
     "DataConfig",
+    "LexicalConfig",
     "LossConfig",
     "ModelConfig",
     "TrainConfig",
     "TrainingConfig",
 ]
+
+
+class LexicalConfig(StrictModel):
+    """BM25's term weight over the model's tokens, added to every document vector (models.lexical);
+    its average document length is measured on the training documents."""
+
+    k1: float = Field(1.2, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
 
 
 class ModelConfig(StrictModel):
@@ -33,6 +42,7 @@ class ModelConfig(StrictModel):
     # top encoder layers trained with the MLM head (embeddings, tied decoder and lower layers frozen:
     # models.encoder.train_top_layers); None trains the whole model
     train_layers: int | None = Field(None, ge=0)
+    lexical: LexicalConfig | None = None  # None: the vectors are the model's alone
 
 
 class DataConfig(StrictModel):

@@ -3,8 +3,9 @@
 A document's vector is, for each vocabulary entry j, the maximum over its (attention-masked)
 token positions of log(1 + ReLU(logit_j)) (SPLADE max pooling; Formal et al., 2021), with the
 tokenizer's special tokens set to 0, as opensearch-py-ml's `NeuralSparseModel` does. The
-optional `l0` activation is log(1 + log(1 + ReLU(x))). Pruning keeps the top k weights, the
-weights at least `ratio` times the vector's maximum, and/or those above a threshold.
+optional `l0` activation is log(1 + log(1 + ReLU(x))). A model trained with a lexical part
+(`models.lexical`) adds BM25's term weight of each token of the window. Pruning keeps the top
+k weights, the weights at least `ratio` times the vector's maximum, and/or those above a threshold.
 
 Empty (whitespace-only) texts get an empty vector without running the model.
 """
@@ -21,6 +22,7 @@ import scipy.sparse as sp
 import torch
 
 from common.errors import WorkbenchError
+from models.lexical import LexicalWeights
 
 __all__ = [
     "EncodeResult",
@@ -243,6 +245,7 @@ class SpladeDocEncoder:
         pruning: Pruning | None = None,
         device: str | None = None,
         bf16: bool | None = None,  # BF16 autocast; None: on CUDA only (CPUs with AMX gain ~1.8x too)
+        lexical: LexicalWeights | None = None,  # BM25's term weights added to the model's
     ) -> None:
         if activation not in ("log1p", "l0"):
             raise ValueError(f"activation must be 'log1p' or 'l0', got {activation!r}")
@@ -257,6 +260,9 @@ class SpladeDocEncoder:
         self.pruning = pruning or Pruning()
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.lexical = lexical
+        self.keep = torch.ones(self.vocab_size, device=self.device)  # 0 at the special tokens
+        self.keep[self.special_ids] = 0
 
     def _batches(
         self, ids: list[list[int]], order: np.ndarray, max_tokens: int
@@ -349,6 +355,8 @@ class SpladeDocEncoder:
             maxima, _ = _max_logits(hidden, mask.sum(dim=1).tolist(), projection.weight, projection.bias)
         weights = splade_activation(maxima.float(), self.activation)
         weights[:, self.special_ids] = 0
+        if self.lexical is not None:
+            weights = weights + self.lexical(input_ids, mask, self.keep)
         if self.pruning.active:
             weights = self.pruning.apply(weights)
         return weights

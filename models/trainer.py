@@ -59,6 +59,7 @@ from models.encoder import (
     vocabulary_projection_skipped,
 )
 from models.idf import IdfWeights
+from models.lexical import LexicalWeights
 from models.losses import IdfAwarePenalty, build_loss
 
 __all__ = [
@@ -221,6 +222,7 @@ class Trainer:
         )
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.idf_matching = IdfAwarePenalty(self.idf_weights, special_ids=self.special_ids).to(self.device)
+        self.lexical = self._lexical_weights()
         params = [p for p in self.module.parameters() if p.requires_grad]
         groups = [{"params": params, "weight_decay": config.train.weight_decay}]
         if config.model.trainable_idf:
@@ -255,6 +257,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ model pieces
 
+    def _lexical_weights(self) -> dict[str, LexicalWeights] | None:
+        """BM25's term weights (`model.lexical`) at the training length ("train") and at the inference
+        length ("saved", into every checkpoint's manifest): the same k1 and b, each with the mean
+        non-special tokens of the training documents cut to that length."""
+        settings = self.config.model.lexical
+        if settings is None:
+            return None
+        documents = sorted({text for e in self.examples for text in (e.positive, *e.negatives)})
+        special = set(self.special_ids)
+        window = min(self.config.model.inference_max_length, self.tokenizer.model_max_length)
+
+        def weights(limit: int) -> LexicalWeights:
+            ids = self.tokenizer(documents, truncation=True, max_length=limit)["input_ids"]
+            tokens = sum(sum(token not in special for token in row) for row in ids)
+            return LexicalWeights(max(tokens / len(ids), 1.0), k1=settings.k1, b=settings.b)
+
+        return {"train": weights(self.config.model.max_length), "saved": weights(window)}
+
     def query_vectors(self, queries: Sequence[str]) -> torch.Tensor:
         """[B, V]: relu(idf) of each distinct non-special token of each query (Geng et al., 2024)."""
         indicator = torch.zeros(len(queries), len(self.tokenizer), device=self.device)
@@ -280,8 +300,10 @@ class Trainer:
                 self.model(input_ids=enc["input_ids"], attention_mask=mask)
             hidden = captured[0][mask.bool()]  # (non-padding positions, hidden), text after text
             maxima = max_pooled_logits(hidden, mask.sum(dim=1).tolist(), projection)
-        pooled = splade_activation(maxima.float(), self.config.model.activation)
-        return pooled * self.idf_matching.keep, int(mask.sum())
+        pooled = splade_activation(maxima.float(), self.config.model.activation) * self.idf_matching.keep
+        if self.lexical is not None:
+            pooled = pooled + self.lexical["train"](enc["input_ids"], mask, self.idf_matching.keep)
+        return pooled, int(mask.sum())
 
     def _micro_step(self, batch: Sequence[Example]) -> tuple[dict[str, torch.Tensor], int]:
         """Loss parts of one micro-batch (this rank's share), backward included, and its tokens."""
@@ -319,6 +341,7 @@ class Trainer:
         manifest = self.manifest | {
             "training_config": self.config.model_dump(mode="json"),
             "config_hash": self.config.fingerprint(),
+            "lexical": self.lexical["saved"].to_manifest() if self.lexical else None,
             "step": self.step,
             "kind": kind,
         }
