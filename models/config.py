@@ -43,9 +43,6 @@ class ModelConfig(StrictModel):
     # models.encoder.train_top_layers); None trains the whole model
     train_layers: int | None = Field(None, ge=0)
     lexical: LexicalConfig | None = None  # None: the vectors are the model's alone
-    # before training, shift the MLM bias so that each token is active in at most this share of the
-    # training documents (models.trainer._calibrate_head_bias); None keeps the base's bias
-    initial_active_share: float | None = Field(None, gt=0, lt=1)
 
 
 class DataConfig(StrictModel):

@@ -208,11 +208,8 @@ class Trainer:
         self.use_bf16 = config.train.bf16 == "on" or (
             config.train.bf16 == "auto" and self.device.type == "cuda"
         )
-        self.model = model.to(self.device)
+        self.model = model.to(self.device).train()
         self.module = self.model
-        if config.model.initial_active_share is not None:
-            self._calibrate_head_bias(config.model.initial_active_share)
-        self.model.train()
         if config.model.train_layers is not None:
             try:
                 train_top_layers(self.module, config.model.train_layers)
@@ -287,45 +284,8 @@ class Trainer:
                 indicator[row, torch.tensor(ids, device=self.device)] = 1.0
         return self.idf_matching(indicator)
 
-    def _calibrate_head_bias(self, share: float, documents: int = 512, positions: int = 16384) -> None:
-        """Shift the MLM head's bias so that each token's logit is positive at no more than `share` of
-        the token positions of a seeded sample of the training documents (`model.initial_active_share`).
-
-        A base's head gives most of the vocabulary a weight in every document (the koen base: Korean
-        particles at ~2 in every English page too), and training at a small lr hardly moves a bias, so
-        these weights stay as noise. Calibrated, the learned part starts sparse, each token kept where
-        its logit is highest, and training grows what helps. Positions, not documents, are counted:
-        a document-level share would keep every token in the longest documents only (a maximum over
-        more positions is higher), and leave the short ones with no learned weight at all.
-        """
-        texts = sorted({text for e in self.examples for text in (e.positive, *e.negatives)})
-        rng = np.random.default_rng(self.config.seed)
-        sample = [texts[i] for i in rng.permutation(len(texts))[:documents]]
-        self.module.eval()
-        rows = []
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            for first in range(0, len(sample), 32):
-                enc = self.tokenizer(
-                    sample[first : first + 32],
-                    truncation=True,
-                    max_length=self.config.model.max_length,
-                    padding=True,
-                    return_tensors="pt",
-                ).to(self.device)
-                with vocabulary_projection_skipped(self.module) as captured:
-                    self.module(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-                rows.append(captured[0][enc["attention_mask"].bool()].float())
-        hidden = torch.cat(rows)
-        picked = torch.from_numpy(rng.permutation(hidden.shape[0])[:positions]).to(self.device)
-        projection = self.module.get_output_embeddings()
-        weight, bias = projection.weight.float(), projection.bias.float()
-        logits = torch.nn.functional.linear(hidden[picked], weight, bias)
-        kept = int(share * len(picked))  # positions above the threshold: at most this many
-        threshold = logits.kthvalue(len(picked) - kept, dim=0).values
-        projection.bias.data -= threshold.to(projection.bias.dtype)
-
-    def _pooled_logits(self, texts: Sequence[str]) -> tuple[torch.Tensor, Any]:
-        """([N, V] per-text maxima of the MLM logits, differentiable; the tokenized batch)."""
+    def document_vectors(self, texts: Sequence[str]) -> tuple[torch.Tensor, int]:
+        """([N, V] SPLADE document vectors, differentiable; number of tokens fed to the model)."""
         enc = self.tokenizer(
             list(texts),
             truncation=True,
@@ -340,12 +300,6 @@ class Trainer:
                 self.model(input_ids=enc["input_ids"], attention_mask=mask)
             hidden = captured[0][mask.bool()]  # (non-padding positions, hidden), text after text
             maxima = max_pooled_logits(hidden, mask.sum(dim=1).tolist(), projection)
-        return maxima, enc
-
-    def document_vectors(self, texts: Sequence[str]) -> tuple[torch.Tensor, int]:
-        """([N, V] SPLADE document vectors, differentiable; number of tokens fed to the model)."""
-        maxima, enc = self._pooled_logits(texts)
-        mask = enc["attention_mask"]
         pooled = splade_activation(maxima.float(), self.config.model.activation) * self.idf_matching.keep
         if self.lexical is not None:
             pooled = pooled + self.lexical["train"](enc["input_ids"], mask, self.idf_matching.keep)

@@ -570,29 +570,3 @@ def test_train_py_checks_the_config_before_any_work(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and message in " ".join(result.output.split())
     assert "c.yaml" in result.output and not (tmp_path / "out").exists() and not (tmp_path / "lb").exists()
-
-
-def test_initial_active_share_calibrates_the_head_bias(tmp_path: Path) -> None:
-    """With `model.initial_active_share` 0.1, each token's logit is positive at no more than 10% of the
-    token positions of the training documents (all of them: fewer than the sample sizes), where the
-    base's head has tokens positive at most positions; documents keep some learned weights."""
-    config = _config(tmp_path)
-    model = config.model.model_copy(update={"initial_active_share": 0.1})
-    config = config.model_copy(update={"model": model})
-    base = _dropout_free_trainer(_config(tmp_path / "base"))
-    calibrated = _dropout_free_trainer(config)
-    documents = sorted({text for e in EXAMPLES for text in (e.positive, *e.negatives)})
-    enc = base.tokenizer(documents, truncation=True, max_length=32, padding=True, return_tensors="pt")
-
-    def positive_share(trainer: Trainer) -> torch.Tensor:
-        trainer.module.eval()
-        with torch.no_grad():
-            logits = trainer.module(**enc).logits[enc["attention_mask"].bool()]  # (positions, vocab)
-        return (logits > 0).float().mean(dim=0)
-
-    positions = int(enc["attention_mask"].sum())
-    assert float(positive_share(calibrated).max()) == pytest.approx(int(0.1 * positions) / positions)
-    assert float(positive_share(base).max()) > 0.5
-    with torch.no_grad():
-        vectors, _ = calibrated.document_vectors(documents)
-    assert int((vectors > 0).sum(dim=1).min()) > 0 and int((vectors > 0).sum()) > 20
