@@ -79,6 +79,10 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-5, gt=0)
+    # lr of the MLM head (transform, LayerNorm, vocabulary bias); None: `lr`. Adam moves a parameter by
+    # about lr per step whatever its gradient, so at an encoder's lr a token's bias (a logit prior of
+    # a few units) cannot move in a short run
+    head_lr: float | None = Field(None, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(0, ge=0)
     max_steps: int = Field(100, ge=1)

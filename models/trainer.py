@@ -223,8 +223,7 @@ class Trainer:
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.idf_matching = IdfAwarePenalty(self.idf_weights, special_ids=self.special_ids).to(self.device)
         self.lexical = self._lexical_weights()
-        params = [p for p in self.module.parameters() if p.requires_grad]
-        groups = [{"params": params, "weight_decay": config.train.weight_decay}]
+        groups = self._parameter_groups()
         if config.model.trainable_idf:
             groups.append({"params": [self.idf_weights], "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(groups, lr=config.train.lr)
@@ -238,6 +237,21 @@ class Trainer:
         self.best_step: int | None = None
         self._stop_requested = self._stopped_hard = False  # Ctrl-C, see _deferred_interrupt
         self._last_saved = 0
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """The trained parameters in AdamW groups: the encoder at `train.lr`, the MLM head (every
+        parameter outside the base model) at `train.head_lr` when set."""
+        cfg = self.config.train
+        prefix = f"{self.module.base_model_prefix}."
+        named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
+        if cfg.head_lr is None:
+            return [{"params": [p for _, p in named], "weight_decay": cfg.weight_decay}]
+        encoder = [p for name, p in named if name.startswith(prefix)]
+        head = [p for name, p in named if not name.startswith(prefix)]
+        return [
+            {"params": encoder, "weight_decay": cfg.weight_decay},
+            {"params": head, "weight_decay": cfg.weight_decay, "lr": cfg.head_lr},
+        ]
 
     # ------------------------------------------------------------------ schedule and data
 

@@ -524,6 +524,24 @@ def test_train_layers_trains_the_head_and_the_top_layers_only(tmp_path: Path) ->
         _trainer(too_many)
 
 
+def test_head_lr_moves_the_mlm_head_at_its_own_rate(tmp_path: Path) -> None:
+    # Adam's first step moves every parameter with a gradient by its group's lr (m / sqrt(v) = +-1),
+    # less AdamW's decay lr * weight_decay * p: the head (transform, LayerNorm, vocabulary bias) at
+    # head_lr, the encoder at lr
+    config = _config(tmp_path, lr=1e-4, head_lr=1e-2, max_steps=1, save_every=1, weight_decay=0.0)
+    trainer = _trainer(config)
+    before = {n: p.detach().clone() for n, p in trainer.module.named_parameters()}
+    trainer.train()
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in trainer.module.named_parameters()}
+    assert moved["cls.predictions.bias"] == pytest.approx(1e-2, rel=1e-3)
+    assert moved["cls.predictions.transform.dense.weight"] == pytest.approx(1e-2, rel=1e-3)
+    assert moved["bert.encoder.layer.1.output.dense.weight"] == pytest.approx(1e-4, rel=1e-3)
+    assert max(v for n, v in moved.items() if n.startswith("bert.")) == pytest.approx(1e-4, rel=1e-3)
+    assert [g["initial_lr"] for g in trainer.optimizer.param_groups] == [1e-4, 1e-2]
+    plain = _trainer(_config(tmp_path / "plain", lr=1e-4, max_steps=1, save_every=1, weight_decay=0.0))
+    assert len(plain.optimizer.param_groups) == 1
+
+
 def test_distillation_trains(tmp_path: Path) -> None:
     examples = [Example(e.query, e.positive, e.negatives, (3.0, 1.0)) for e in EXAMPLES]
     tokenizer = build_tiny_tokenizer()
