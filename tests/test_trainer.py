@@ -509,6 +509,45 @@ def test_max_pairs_per_dataset_caps_each_source(tmp_path: Path, make_beir) -> No
     assert [(e.query, e.positive) for e in examples[:2]] == sampled
 
 
+def test_training_does_not_depend_on_randomness_drawn_while_preparing_data(
+    tiny_checkpoint: Path, tmp_path: Path, make_beir, monkeypatch
+) -> None:
+    # a first run computes its teacher scores (models that may draw random numbers), a later one reads
+    # them from the cache: both must start training from the same random state
+    import random
+
+    import numpy as np
+
+    from harness import training
+
+    data = make_beir(tmp_path / "data", dict(TINY_CORPUS), {"t1": "레이어 투명", "t2": "crop tool"},
+                     {"train": [("t1", "d1", 1), ("t2", "d3", 1)]})  # fmt: skip
+    config = TrainingConfig.model_validate(
+        {
+            "name": "seeded",
+            "output_dir": str(tmp_path / "out"),
+            "model": {"base": str(tiny_checkpoint), "max_length": 32, "idf": "corpus"},
+            "data": {"train": [str(data)], "hard_negatives": 1, "negatives_retriever": "bm25-plain"},
+            "train": {"batch_size": 2, "max_steps": 1, "save_every": 1},
+        }
+    )
+
+    def draws_after_make_trainer() -> tuple[list[float], list[float], float]:
+        trainer = training.make_trainer(config, None)
+        weights = [float(p.detach().flatten()[0]) for p in trainer.module.parameters()][:3]
+        return weights, torch.rand(3).tolist(), random.random() + float(np.random.rand())
+
+    plain = draws_after_make_trainer()
+    original = training.build_examples
+
+    def drawing(*args: object, **kwargs: object) -> object:
+        torch.rand(100), random.random(), np.random.rand(7)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "build_examples", drawing)
+    assert draws_after_make_trainer() == plain
+
+
 def test_train_layers_trains_the_head_and_the_top_layers_only(tmp_path: Path) -> None:
     config = _config(tmp_path, eval_at_start=False)
     config = config.model_copy(update={"model": config.model.model_copy(update={"train_layers": 1})})
