@@ -305,13 +305,14 @@ def make_trainer(
     from models.checkpoint import load_idf, load_masked_lm, read_manifest
     from models.idf import IdfWeights
 
-    # the examples first: computing teacher scores runs models that may draw random numbers, and a
-    # first run (scores computed) must train exactly like a later one (scores read from the cache)
+    # the examples and the base first: computing teacher scores or building a base on first use runs
+    # models that may draw random numbers, and a first run must train exactly like a later one (both
+    # read from the cache)
     examples, corpus, checksums = build_examples(config)
+    base = resolve_base_model(config.model.base)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    base = resolve_base_model(config.model.base)
     model, tokenizer = load_masked_lm(base)
     if config.model.idf == "corpus":
         idf = IdfWeights.from_corpus(corpus, tokenizer)

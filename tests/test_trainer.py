@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -513,13 +514,13 @@ def test_max_pairs_per_dataset_caps_each_source(tmp_path: Path, make_beir) -> No
 def test_training_does_not_depend_on_randomness_drawn_while_preparing_data(
     tiny_checkpoint: Path, tmp_path: Path, make_beir, monkeypatch
 ) -> None:
-    # a first run computes its teacher scores (models that may draw random numbers), a later one reads
-    # them from the cache: both must start training from the same random state
+    # a first run computes its teacher scores and may build its base (models that may draw random
+    # numbers), a later one reads both from the cache: both must start training from the same state
     import random
 
     import numpy as np
 
-    from harness import training
+    from harness import bases, training
 
     data = make_beir(tmp_path / "data", dict(TINY_CORPUS), {"t1": "레이어 투명", "t2": "crop tool"},
                      {"train": [("t1", "d1", 1), ("t2", "d3", 1)]})  # fmt: skip
@@ -539,13 +540,17 @@ def test_training_does_not_depend_on_randomness_drawn_while_preparing_data(
         return weights, torch.rand(3).tolist(), random.random() + float(np.random.rand())
 
     plain = draws_after_make_trainer()
-    original = training.build_examples
 
-    def drawing(*args: object, **kwargs: object) -> object:
-        torch.rand(100), random.random(), np.random.rand(7)
-        return original(*args, **kwargs)
+    def drawing(original: Callable[..., object]) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            torch.rand(100), random.random(), np.random.rand(7)
+            return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "build_examples", drawing)
+        return call
+
+    monkeypatch.setattr(training, "build_examples", drawing(training.build_examples))
+    assert draws_after_make_trainer() == plain
+    monkeypatch.setattr(bases, "resolve_base_model", drawing(bases.resolve_base_model))
     assert draws_after_make_trainer() == plain
 
 
