@@ -29,6 +29,7 @@ __all__ = [
     "ModelLoadError",
     "Pruning",
     "SpladeDocEncoder",
+    "in_mlm_head",
     "max_pooled_logits",
     "splade_activation",
     "train_top_layers",
@@ -186,6 +187,12 @@ def max_pooled_logits(hidden: torch.Tensor, lengths: list[int], projection: torc
     return _MaxPooledLogits.apply(hidden, projection.weight, projection.bias, lengths)
 
 
+def in_mlm_head(model: Any, name: str) -> bool:
+    """Whether the parameter called `name` belongs to the masked-LM's head: it lies outside the base
+    model (a tied decoder weight is named after the input embeddings, inside it)."""
+    return not name.startswith(f"{model.base_model_prefix}.")
+
+
 def train_top_layers(model: Any, layers: int) -> list[tuple[str, torch.nn.Parameter]]:
     """Freeze a masked-LM but for its MLM head and its top `layers` encoder layers; the trained
     (name, parameter) pairs.
@@ -205,9 +212,8 @@ def train_top_layers(model: Any, layers: int) -> list[tuple[str, torch.nn.Parame
         )
     top = {id(p) for layer in list(stack)[len(stack) - layers :] for p in layer.parameters()}
     decoder = model.get_output_embeddings().weight
-    prefix = f"{model.base_model_prefix}."
     for name, parameter in model.named_parameters():
-        head = not name.startswith(prefix) and parameter is not decoder
+        head = in_mlm_head(model, name) and parameter is not decoder
         parameter.requires_grad_(head or id(parameter) in top)
     model.base_model.embeddings.eval()
     for layer in list(stack)[: len(stack) - layers]:

@@ -53,6 +53,7 @@ from models.checkpoint import (
 )
 from models.config import TrainingConfig
 from models.encoder import (
+    in_mlm_head,
     max_pooled_logits,
     splade_activation,
     train_top_layers,
@@ -242,12 +243,11 @@ class Trainer:
         """The trained parameters in AdamW groups: the encoder at `train.lr`, the MLM head (every
         parameter outside the base model) at `train.head_lr` when set."""
         cfg = self.config.train
-        prefix = f"{self.module.base_model_prefix}."
         named = [(name, p) for name, p in self.module.named_parameters() if p.requires_grad]
         if cfg.head_lr is None:
             return [{"params": [p for _, p in named], "weight_decay": cfg.weight_decay}]
-        encoder = [p for name, p in named if name.startswith(prefix)]
-        head = [p for name, p in named if not name.startswith(prefix)]
+        encoder = [p for name, p in named if not in_mlm_head(self.module, name)]
+        head = [p for name, p in named if in_mlm_head(self.module, name)]
         return [
             {"params": encoder, "weight_decay": cfg.weight_decay},
             {"params": head, "weight_decay": cfg.weight_decay, "lr": cfg.head_lr},
