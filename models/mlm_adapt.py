@@ -33,7 +33,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,14 @@ __all__ = [
     "AdaptConfig",
     "adapt",
     "adapt_checkpoint",
+    "add_head_training_arguments",
     "batches",
     "chunk_texts",
+    "head_training_settings",
     "main",
     "mask_tokens",
     "masked_lm_loss",
+    "train_head",
 ]
 
 FORMAT = "mlm-adaptation/1"
@@ -190,6 +193,48 @@ def _held_out_score(model: Any, held_out: list[tuple[torch.Tensor, ...]]) -> dic
     return {"loss": total / max(count, 1), "accuracy": right / max(count, 1), "positions": count}
 
 
+def train_head(
+    model: Any,
+    config: Any,
+    loss_at: Callable[[int], tuple[torch.Tensor, int]],
+    description: str,
+    progress: Track | None = None,
+) -> tuple[list[tuple[str, torch.nn.Parameter]], list[float], int, float]:
+    """Train `model`'s MLM head and top `config.train_layers` layers for `config.steps` steps of
+    `loss_at(step)` -> (loss, tokens): AdamW (`lr`, `weight_decay` on matrices only), linear warm-up
+    (`warmup_steps`) and decay, gradients clipped at norm 1. Every parameter is trainable again
+    afterwards, as it came. (trained parameters, losses, tokens, seconds)."""
+    model.train()
+    trained = train_top_layers(model, config.train_layers)
+    decay = [p for n, p in trained if p.ndim > 1]
+    no_decay = [p for n, p in trained if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: linear_warmup_decay(step, config.warmup_steps, config.steps)
+    )
+    losses: list[float] = []
+    tokens = 0
+    started = time.perf_counter()
+    steps = range(config.steps)
+    for step in progress(steps, description, config.steps) if progress else steps:
+        loss, step_tokens = loss_at(step)
+        if not math.isfinite(loss.item()):
+            raise WorkbenchError(f"{description}: the loss is {float(loss)} at step {step}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in trained], 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        tokens += step_tokens
+    for parameter in model.parameters():  # unfrozen again, as it came
+        parameter.requires_grad_(True)
+    return trained, losses, tokens, time.perf_counter() - started
+
+
 def adapt(
     model: Any,
     tokenizer: Any,
@@ -211,36 +256,12 @@ def adapt(
     train_batches = batches(chunks[config.held_out :], config.batch_size, config.seed)
     masker = _Masker(tokenizer, vocab_size, config.mask_prob, config.seed)
     before = _held_out_score(model, held_out)
-    model.train()
-    trained = train_top_layers(model, config.train_layers)
-    decay = [p for n, p in trained if p.ndim > 1]
-    no_decay = [p for n, p in trained if p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: linear_warmup_decay(step, config.warmup_steps, config.steps)
-    )
-    losses: list[float] = []
-    tokens = 0
-    started = time.perf_counter()
-    steps = range(config.steps)
-    for step in progress(steps, "masked-LM adaptation", config.steps) if progress else steps:
+
+    def loss_at(step: int) -> tuple[torch.Tensor, int]:
         inputs, attention, labels = masker(train_batches[step % len(train_batches)])
-        loss, _ = masked_lm_loss(model, inputs, attention, labels)
-        if not math.isfinite(loss.item()):
-            raise WorkbenchError(f"mlm adaptation: the loss is {float(loss)} at step {step}")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for _, p in trained], 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        tokens += int(attention.sum())
-    seconds = time.perf_counter() - started
-    for parameter in model.parameters():  # unfrozen again, as it came
-        parameter.requires_grad_(True)
+        return masked_lm_loss(model, inputs, attention, labels)[0], int(attention.sum())
+
+    trained, losses, tokens, seconds = train_head(model, config, loss_at, "masked-LM adaptation", progress)
     after = _held_out_score(model, held_out)
     window = max(1, min(20, len(losses) // 5))
     return {
@@ -294,6 +315,25 @@ def report_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
+_SETTINGS = ("steps", "batch_size", "max_length", "train_layers", "held_out", "seed")
+
+
+def add_head_training_arguments(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """--model, --out, --force and the training settings of a head adaptation command (defaults from
+    its config)."""
+    parser.add_argument("--model", type=Path, required=True, help="masked-LM checkpoint directory")
+    parser.add_argument("--out", type=Path, required=True, help="adapted checkpoint directory to write")
+    for key in _SETTINGS:
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=getattr(defaults, key))
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+
+
+def head_training_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields `add_head_training_arguments` parsed."""
+    return {key: getattr(args, key) for key in (*_SETTINGS, "lr")}
+
+
 def main(argv: Sequence[str] | None = None, datasets: DatasetResolver | None = None) -> int:
     """Command line; `datasets` resolves registered dataset names (the harness passes one)."""
     from rich.console import Console
@@ -303,20 +343,12 @@ def main(argv: Sequence[str] | None = None, datasets: DatasetResolver | None = N
         prog="python -m models.mlm_adapt",
         description="Adapt a masked-LM's head to corpora with masked-LM training; write a checkpoint.",
     )
-    parser.add_argument("--model", type=Path, required=True, help="masked-LM checkpoint directory")
-    parser.add_argument("--out", type=Path, required=True, help="adapted checkpoint directory to write")
+    add_head_training_arguments(parser, defaults)
     parser.add_argument("--corpus", action="append", required=True, help="corpus of texts (repeatable)")
-    for key in ("steps", "batch_size", "max_length", "train_layers", "held_out", "seed"):
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=getattr(defaults, key))
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        config = AdaptConfig(
-            steps=args.steps, batch_size=args.batch_size, max_length=args.max_length, lr=args.lr,
-            train_layers=args.train_layers, held_out=args.held_out, seed=args.seed,
-        )  # fmt: skip
+        config = AdaptConfig(**head_training_settings(args))
         corpora = [read_corpus(spec, datasets) for spec in args.corpus]
         report = adapt_checkpoint(args.model, args.out, corpora, config, args.force, rich_track(console))
     except WorkbenchError as exc:

