@@ -40,7 +40,7 @@ import torch
 from common.errors import WorkbenchError
 from common.files import read_jsonl, sha256_file
 from models.checkpoint import load_idf, load_masked_lm, save_derived_checkpoint
-from models.mlm_adapt import add_head_training_arguments, head_training_settings, train_head
+from models.mlm_adapt import add_head_training_arguments, head_training_settings, loss_summary, train_head
 from models.vocab_prune import Track, refuse_output, rich_track
 
 __all__ = [
@@ -205,15 +205,13 @@ def adapt_bilingual(
 
     trained, losses, tokens, seconds = train_head(model, config, loss_at, "bilingual adaptation", progress)
     after = _held_out_score(model, held_out, own, config.bf16)
-    window = max(1, min(20, len(losses) // 5))
     return {
         "format": FORMAT,
         "config": asdict(config),
         "pairs": len(order),
         "epochs": round(config.steps * per_batch / len(train), 3),
         "trained_parameter_count": sum(p.numel() for _, p in trained),
-        "train_loss_first": sum(losses[:window]) / window,
-        "train_loss_last": sum(losses[-window:]) / window,
+        **loss_summary(losses),
         "held_out_before": before,
         "held_out_after": after,
         "tokens": tokens,

@@ -55,6 +55,7 @@ __all__ = [
     "batches",
     "chunk_texts",
     "head_training_settings",
+    "loss_summary",
     "main",
     "mask_tokens",
     "masked_lm_loss",
@@ -235,6 +236,13 @@ def train_head(
     return trained, losses, tokens, time.perf_counter() - started
 
 
+def loss_summary(losses: Sequence[float]) -> dict[str, float]:
+    """The mean training loss over the first and over the last steps (a fifth of them, 1 to 20)."""
+    window = max(1, min(20, len(losses) // 5))
+    first, last = losses[:window], losses[-window:]
+    return {"train_loss_first": sum(first) / window, "train_loss_last": sum(last) / window}
+
+
 def adapt(
     model: Any,
     tokenizer: Any,
@@ -263,7 +271,6 @@ def adapt(
 
     trained, losses, tokens, seconds = train_head(model, config, loss_at, "masked-LM adaptation", progress)
     after = _held_out_score(model, held_out)
-    window = max(1, min(20, len(losses) // 5))
     return {
         "format": FORMAT,
         "config": asdict(config),
@@ -272,8 +279,7 @@ def adapt(
         "epochs": round(config.steps * config.batch_size / max(1, len(chunks) - config.held_out), 3),
         "trained_parameters": sorted(name for name, _ in trained),
         "trained_parameter_count": sum(p.numel() for _, p in trained),
-        "train_loss_first": sum(losses[:window]) / window,
-        "train_loss_last": sum(losses[-window:]) / window,
+        **loss_summary(losses),
         "held_out_before": before,
         "held_out_after": after,
         "tokens": tokens,
