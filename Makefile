@@ -50,10 +50,10 @@ train-tiny: $(VENV)/.installed
 	$(PY) evaluate.py leaderboard --dataset gimp-en
 
 # the Korean-English SPLADE-doc on 2 CPU cores (< 90 min): the bilingual pairs, Kiwi BM25 and the
-# untrained koen-e5-small base (built on first use) on the leaderboard, training, the leaderboard
+# untrained koen-e5-small-aligned base (built on first use) on the leaderboard, training, the leaderboard
 KOEN_TASKS := --dataset gimp-ko --dataset gimp-ko-en --dataset gimp-en
 train-koen: prepare-bilingual
-	$(PY) evaluate.py --model bm25-ko --model koen-e5-small $(KOEN_TASKS) --top-k 100
+	$(PY) evaluate.py --model bm25-ko --model koen-e5-small-aligned $(KOEN_TASKS) --top-k 100
 	$(PY) train.py --config configs/koen_small_cpu.yaml
 	for d in gimp-ko gimp-ko-en gimp-en; do $(PY) evaluate.py leaderboard --dataset $$d --limit 8; done
 

@@ -65,6 +65,9 @@ class DataConfig(StrictModel):
 
 class LossConfig(StrictModel):
     temperature: float = Field(1.0, gt=0)
+    # false: a query's softmax runs over its own positive and hard negatives only, not over the other
+    # queries' documents (which, in a batch that mixes languages, are often its positive's translation)
+    in_batch_negatives: bool = True
     lambda_flops: float = Field(1e-3, ge=0)
     flops_warmup_steps: int = Field(100, ge=0)
     # DF-FLOPS (Porco et al., 2025; models.losses.df_flops): FLOPS with per-token weights that grow

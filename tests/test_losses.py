@@ -380,8 +380,9 @@ def test_splade_doc_loss_schedules_and_gradients() -> None:
 
 def _loss_settings(**overrides: object) -> SimpleNamespace:
     """A loss section as LossConfig has it: FLOPS 0.4 over 100 steps, no IDF term, no distillation."""
-    defaults = {"temperature": 1.0, "lambda_flops": 0.4, "flops_warmup_steps": 100, "lambda_df_flops": 0.0,
-                "l0_threshold": None, "distill": "none", "distill_weight": 1.0}  # fmt: skip
+    defaults = {"temperature": 1.0, "in_batch_negatives": True, "lambda_flops": 0.4,
+                "flops_warmup_steps": 100, "lambda_df_flops": 0.0, "l0_threshold": None,
+                "distill": "none", "distill_weight": 1.0}  # fmt: skip
     return SimpleNamespace(**(defaults | overrides))
 
 
@@ -413,6 +414,13 @@ def test_build_loss_from_settings() -> None:
         )
     with pytest.raises(ValueError, match="unknown distillation"):
         build_loss(_loss_settings(distill="mse", distill_weight=0.5))
+    # without in-batch negatives each query's softmax runs over its own 2 documents only
+    own = build_loss(_loss_settings(in_batch_negatives=False, lambda_flops=0.0))
+    parts = own(queries=q, documents=d, local_documents=d, positive_offset=0, n_negatives=1, step=200).parts
+    assert float(parts["infonce"]) == pytest.approx(
+        float(InfoNCELoss(in_batch_negatives=False)(q, d, n_negatives=1).total)
+    )
+    assert float(parts["infonce"]) != pytest.approx(float(out.parts["infonce"]))
 
 
 # ----------------------------------------------------------------------------- DF-FLOPS

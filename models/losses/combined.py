@@ -132,6 +132,7 @@ class LossSettings(Protocol):
     """The loss section of a training configuration (`models.config.LossConfig` has these fields)."""
 
     temperature: float
+    in_batch_negatives: bool
     lambda_flops: float
     flops_warmup_steps: int
     lambda_df_flops: float
@@ -143,6 +144,7 @@ class LossSettings(Protocol):
 def build_loss(settings: LossSettings | Any, idf_weights: torch.Tensor | None = None) -> SpladeDocLoss:
     """The SpladeDocLoss a configuration describes.
 
+    InfoNCE at `settings.temperature`, over in-batch negatives unless `in_batch_negatives` is false.
     Regularizers: "flops" always; "df_flops" when `settings.lambda_df_flops > 0`: DF-FLOPS
     (`models.losses.df_flops.DfFlopsLoss`, default alpha and beta) with token weights from
     `idf_weights` ([V], required then), weighted by quadratic_warmup(step, lambda_df_flops,
@@ -175,7 +177,7 @@ def build_loss(settings: LossSettings | Any, idf_weights: torch.Tensor | None = 
     else:
         raise ValueError(f"unknown distillation {settings.distill!r}: none, kl or margin_mse")
     return SpladeDocLoss(
-        InfoNCELoss(temperature=settings.temperature),
+        InfoNCELoss(temperature=settings.temperature, in_batch_negatives=settings.in_batch_negatives),
         regularizers=regularizers,
         distill=distill,
         distill_weight=settings.distill_weight,
