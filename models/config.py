@@ -66,7 +66,7 @@ class DataConfig(StrictModel):
 class LossConfig(StrictModel):
     temperature: float = Field(1.0, gt=0)
     # false: a query's softmax runs over its own positive and hard negatives only, not over the other
-    # queries' documents (which, in a batch that mixes languages, are often its positive's translation)
+    # queries' documents (the OpenSearch tuning sample's use_in_batch_negatives: false)
     in_batch_negatives: bool = True
     lambda_flops: float = Field(1e-3, ge=0)
     flops_warmup_steps: int = Field(100, ge=0)
