@@ -40,8 +40,14 @@ import torch
 from common.errors import WorkbenchError
 from common.files import read_jsonl, sha256_file
 from models.checkpoint import load_idf, load_masked_lm, save_derived_checkpoint
-from models.mlm_adapt import add_head_training_arguments, head_training_settings, loss_summary, train_head
-from models.vocab_prune import Track, refuse_output, rich_track
+from models.mlm_adapt import (
+    add_head_training_arguments,
+    head_training_settings,
+    loss_summary,
+    run_head_command,
+    train_head,
+)
+from models.vocab_prune import Track, refuse_output
 
 __all__ = [
     "FORMAT",
@@ -255,8 +261,6 @@ def report_lines(report: dict[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rich.console import Console
-
     defaults = BilingualConfig()
     parser = argparse.ArgumentParser(
         prog="python -m models.bilingual_adapt",
@@ -265,19 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_head_training_arguments(parser, defaults)
     parser.add_argument("--pairs", type=Path, required=True, help="aligned.jsonl of make prepare-bilingual")
     args = parser.parse_args(argv)
-    console = Console(stderr=True)
-    try:
+
+    def adapt(progress: Track) -> dict[str, Any]:
         config = BilingualConfig(**head_training_settings(args))
-        report = adapt_bilingual_checkpoint(
-            args.model, args.out, args.pairs, config, args.force, rich_track(console)
-        )
-    except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for line in report_lines(report):
-        console.print(line, highlight=False)
-    print(args.out)
-    return 0
+        return adapt_bilingual_checkpoint(args.model, args.out, args.pairs, config, args.force, progress)
+
+    return run_head_command(adapt, report_lines, args.out)
 
 
 if __name__ == "__main__":

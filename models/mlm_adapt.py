@@ -59,6 +59,7 @@ __all__ = [
     "main",
     "mask_tokens",
     "masked_lm_loss",
+    "run_head_command",
     "train_head",
 ]
 
@@ -340,10 +341,27 @@ def head_training_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in (*_SETTINGS, "lr")}
 
 
-def main(argv: Sequence[str] | None = None, datasets: DatasetResolver | None = None) -> int:
-    """Command line; `datasets` resolves registered dataset names (the harness passes one)."""
+def run_head_command(
+    adapt: Callable[[Track], dict[str, Any]], lines: Callable[[dict[str, Any]], list[str]], out: Path
+) -> int:
+    """A head adaptation's command: `adapt(progress)`, then its report's `lines` on stderr and `out` on
+    stdout (0); a WorkbenchError as one `error:` line (1)."""
     from rich.console import Console
 
+    console = Console(stderr=True)
+    try:
+        report = adapt(rich_track(console))
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in lines(report):
+        console.print(line, highlight=False)
+    print(out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, datasets: DatasetResolver | None = None) -> int:
+    """Command line; `datasets` resolves registered dataset names (the harness passes one)."""
     defaults = AdaptConfig()
     parser = argparse.ArgumentParser(
         prog="python -m models.mlm_adapt",
@@ -352,18 +370,13 @@ def main(argv: Sequence[str] | None = None, datasets: DatasetResolver | None = N
     add_head_training_arguments(parser, defaults)
     parser.add_argument("--corpus", action="append", required=True, help="corpus of texts (repeatable)")
     args = parser.parse_args(argv)
-    console = Console(stderr=True)
-    try:
+
+    def adapt(progress: Track) -> dict[str, Any]:
         config = AdaptConfig(**head_training_settings(args))
         corpora = [read_corpus(spec, datasets) for spec in args.corpus]
-        report = adapt_checkpoint(args.model, args.out, corpora, config, args.force, rich_track(console))
-    except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for line in report_lines(report):
-        console.print(line, highlight=False)
-    print(args.out)
-    return 0
+        return adapt_checkpoint(args.model, args.out, corpora, config, args.force, progress)
+
+    return run_head_command(adapt, report_lines, args.out)
 
 
 if __name__ == "__main__":
