@@ -101,7 +101,7 @@ def build_examples(config: TrainingConfig) -> tuple[list[Example], list[str], di
         corpus_texts.extend(doc.full_text for doc in data.corpus.values())
         qrels = data.qrels[data_cfg.split]
         pairs = judged_pairs(data, data_cfg.split)
-        cap = data_cfg.max_pairs_per_dataset
+        cap = data_cfg.pair_cap(name)
         if cap and len(pairs) > cap:
             keep = sorted(random.Random(f"{config.seed}:{spec.name}").sample(range(len(pairs)), cap))
             console.log(f"{spec.name}: {cap} of its {len(pairs)} pairs sampled (seed {config.seed})")

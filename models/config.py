@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from common.config import StrictModel, load_yaml_model
 
@@ -53,14 +53,29 @@ class DataConfig(StrictModel):
     negatives_depth: int = Field(30, ge=1)  # mined among this many top results, skipping positives
     max_pairs: int | None = Field(None, ge=1)  # sample at most this many pairs (seeded)
     # sample at most this many pairs of each dataset (seeded, before max_pairs): keeps one large
-    # source (thousands of UI strings) from crowding out a small one (a manual's hundred queries)
-    max_pairs_per_dataset: int | None = Field(None, ge=1)
+    # source (thousands of UI strings) from crowding out a small one (a manual's hundred queries);
+    # a mapping caps the datasets it names (as `train` spells them) and leaves the others whole
+    max_pairs_per_dataset: PositiveInt | dict[str, PositiveInt] | None = None
     # teacher scores for distillation: none; data (teacher/<split>.tsv beside the qrels: query-id,
     # corpus-id, score); ensemble (a dense and a sparse retriever score each example's candidates,
     # each min-max normalised per query, averaged, scaled)
     teacher: Literal["none", "data", "ensemble"] = "none"
     teacher_models: list[str] = Field(default_factory=lambda: ["e5-small-nano", "splade-en-tiny"])
     teacher_scale: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _caps_name_training_sets(self) -> DataConfig:
+        caps = self.max_pairs_per_dataset
+        if isinstance(caps, dict):
+            for name in caps:
+                if name not in self.train:
+                    raise ValueError(f"max_pairs_per_dataset: {name!r} is not one of data.train")
+        return self
+
+    def pair_cap(self, name: str) -> int | None:
+        """How many pairs of the training set `name` (as `train` spells it) are kept at most."""
+        caps = self.max_pairs_per_dataset
+        return caps.get(name) if isinstance(caps, dict) else caps
 
 
 class LossConfig(StrictModel):

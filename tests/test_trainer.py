@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 from conftest import TINY_CORPUS, build_tiny_mlm, build_tiny_tokenizer
+from pydantic import ValidationError
 
 from common.errors import WorkbenchError
-from models.config import TrainingConfig
+from models.config import DataConfig, TrainingConfig
 from models.idf import IdfWeights
 from models.trainer import Example, NonFiniteError, RunComplete, Trainer
 
@@ -509,6 +510,16 @@ def test_max_pairs_per_dataset_caps_each_source(tmp_path: Path, make_beir) -> No
     assert [e.query for e in build_examples(capped)[0]] == queries
     sampled = [(e.query, e.positive) for e in everything[:5] if e.query in queries[:2]]
     assert [(e.query, e.positive) for e in examples[:2]] == sampled
+    # a mapping caps the sources it names only: the big one's same 2, the small one's 2 untouched
+    named = TrainingConfig.model_validate(
+        {**config.model_dump(mode="json"),
+         "data": {**config.data.model_dump(mode="json"), "max_pairs_per_dataset": {str(big_dir): 2}}}
+    )  # fmt: skip
+    assert [e.query for e in build_examples(named)[0]] == queries
+    small_only = {**config.data.model_dump(mode="json"), "max_pairs_per_dataset": {str(small_dir): 1}}
+    assert len(build_examples(config.model_copy(update={"data": DataConfig(**small_only)}))[0]) == 6
+    with pytest.raises(ValidationError, match="'gimp-en' is not one of data.train"):
+        DataConfig(**{**small_only, "max_pairs_per_dataset": {"gimp-en": 2}})
 
 
 def test_training_does_not_depend_on_randomness_drawn_while_preparing_data(
